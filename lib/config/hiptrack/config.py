@@ -1,0 +1,353 @@
+"""HIPTrack configuration: documented defaults, loading, validation and experiment lookup.
+
+A run builds its config as: defaults (below, every key commented) -> experiment YAML ->
+``KEY=VALUE`` command-line options -> :func:`validate_config` -> frozen. Defaults are the
+original HIPTrack ViT-B values (Cai et al., "HIPTrack: Visual Tracking with Historical
+Prompts", CVPR 2024) unless a comment says otherwise.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from lib.config.node import (
+    CfgNode,
+    ConfigError,
+    Key,
+    check_values,
+    merge_dict,
+    merge_opts,
+    merge_yaml,
+)
+
+__all__ = [
+    "EXPERIMENTS_DIR",
+    "LEGACY_KEYS",
+    "config_from_dict",
+    "get_default_config",
+    "load_config",
+    "resolve_experiment_config",
+    "validate_config",
+]
+
+# lib/config/hiptrack/config.py -> repository root is three levels above this package.
+REPO_ROOT = Path(__file__).resolve().parents[3]
+EXPERIMENTS_DIR = REPO_ROOT / "experiments"
+
+_MODEL = {
+    "PRETRAIN_FILE": Key("", "checkpoint to initialise from: a file path, or a name looked up in "
+                             "pretrained/ or $HIPTRACK_PRETRAINED_DIR; empty = random init"),
+    "NEW_HIP": Key(True, "use the historical prompt network; must be True "
+                         "(the original crashes with False)"),
+    "MAX_MEM": Key(150, "historical memory capacity in frames"),
+    "BACKBONE": {
+        "TYPE": Key("vit_base_patch16_224_ce",
+                    "backbone architecture (registered ViT with candidate elimination)",
+                    choices=("vit_base_patch16_224_ce", "vit_large_patch16_224_ce", "vit_tiny_test_ce")),
+        "STRIDE": Key(16, "patch size: pixels per token along each side"),
+        "CAT_MODE": Key("direct", "how template and search tokens are joined", choices=("direct",)),
+        "SEP_SEG": Key(False, "separate segment embeddings for template/search; "
+                              "must be False (not implemented)"),
+        "CE_LOC": Key([], "block indices (0-based, increasing) that apply candidate elimination; "
+                          "empty = no elimination", elem_type=int),
+        "CE_KEEP_RATIO": Key([], "fraction of search tokens kept at each CE_LOC block, in (0, 1]",
+                             elem_type=float),
+        "CE_TEMPLATE_RANGE": Key("CTR_POINT", "template tokens that score search tokens for elimination",
+                                 choices=("ALL", "CTR_POINT")),
+    },
+    "HEAD": {
+        "TYPE": Key("CENTER", "box head type", choices=("CENTER",)),
+        "NUM_CHANNELS": Key(256, "hidden channels of the center head"),
+    },
+    "HIP": {
+        "KEY_DIM": Key(64, "channels of the historical memory keys"),
+        "ENCODER_PRETRAINED": Key("", "torchvision ResNet-18 ImageNet state dict for the memory "
+                                      "encoder stem; empty = random init"),
+    },
+}
+
+_TRAIN = {
+    "LR": Key(1e-4, "base learning rate (AdamW)"),
+    "WEIGHT_DECAY": Key(1e-4, "AdamW weight decay"),
+    "EPOCH": Key(100, "number of training epochs"),
+    "LR_DROP_EPOCH": Key(80, "step scheduler: multiply the LR by SCHEDULER.DECAY_RATE "
+                             "every this many epochs"),
+    "BATCH_SIZE": Key(16, "training batch size per process"),
+    "NUM_WORKER": Key(8, "data loader worker processes per training process"),
+    "OPTIMIZER": Key("ADAMW", "optimiser", choices=("ADAMW",)),
+    "BACKBONE_MULTIPLIER": Key(0.1, "LR multiplier for backbone parameters when they are trained"),
+    "GIOU_WEIGHT": Key(2.0, "weight of the GIoU box loss"),
+    "L1_WEIGHT": Key(5.0, "weight of the L1 box loss"),
+    "FREEZE_BACKBONE": Key(True, "freeze the whole ViT backbone, as the original does"),
+    "FREEZE_LAYERS": Key([], "indices of backbone blocks to freeze when FREEZE_BACKBONE is False",
+                         elem_type=int),
+    "PRINT_INTERVAL": Key(50, "log training statistics every this many iterations"),
+    "VAL_EPOCH_INTERVAL": Key(20, "run validation every this many epochs"),
+    "GRAD_CLIP_NORM": Key(0.1, "max gradient norm for clipping; 0 disables clipping"),
+    "AMP": Key(False, "mixed-precision training (torch.autocast + GradScaler)"),
+    "CE_START_EPOCH": Key(20, "epoch at which the candidate-elimination keep ratio starts to decrease"),
+    "CE_WARM_EPOCH": Key(80, "epochs over which the keep ratio decreases from 1 to CE_KEEP_RATIO"),
+    "DROP_PATH_RATE": Key(0.1, "stochastic depth rate of the ViT backbone"),
+    "SCHEDULER": {
+        "TYPE": Key("step", "LR scheduler: step (StepLR every LR_DROP_EPOCH) or Mstep (MultiStepLR)",
+                    choices=("step", "Mstep")),
+        "DECAY_RATE": Key(0.1, "step scheduler: LR multiplier applied every LR_DROP_EPOCH epochs"),
+        "MILESTONES": Key([], "Mstep scheduler: epochs at which the LR is multiplied by GAMMA",
+                          elem_type=int),
+        "GAMMA": Key(0.1, "Mstep scheduler: LR multiplier at each milestone"),
+    },
+}
+
+
+def _data_split(datasets: str, samples: int) -> dict[str, Key]:
+    """Keys of a DATA.TRAIN / DATA.VAL split."""
+    return {
+        "DATASETS_NAME": Key([datasets], "datasets to sample sequences from"),
+        "DATASETS_RATIO": Key([1.0], "relative sampling weight of each dataset "
+                                     "(same length as DATASETS_NAME)"),
+        "SAMPLE_PER_EPOCH": Key(samples, "samples drawn per epoch"),
+    }
+
+
+def _crop(
+    size: int, factor: float, center_jitter: float, scale_jitter: float, number: int, what: str
+) -> dict[str, Key]:
+    """Keys of a DATA.SEARCH / DATA.TEMPLATE crop."""
+    return {
+        "SIZE": Key(size, f"{what} crop side in pixels; a multiple of MODEL.BACKBONE.STRIDE"),
+        "FACTOR": Key(factor, f"{what} crop side relative to sqrt(target w * h)"),
+        "CENTER_JITTER": Key(center_jitter, f"{what} crop centre jitter (training augmentation)"),
+        "SCALE_JITTER": Key(scale_jitter, f"{what} crop scale jitter (training augmentation)"),
+        "NUMBER": Key(number, f"{what} frames per training sample"),
+    }
+
+
+_DATA = {
+    "SAMPLER_MODE": Key("causal", "frame sampling: causal = template first, then increasing frame ids",
+                        choices=("causal",)),
+    "MEAN": Key([0.485, 0.456, 0.406], "RGB normalisation mean"),
+    "STD": Key([0.229, 0.224, 0.225], "RGB normalisation std"),
+    "MAX_SAMPLE_INTERVAL": Key(70, "max frame gap between consecutive sampled frames"),
+    "TRAIN": _data_split("GOT10K_train_full", 60000),
+    "VAL": _data_split("GOT10K_official_val", 10000),
+    "SEARCH": _crop(384, 5.0, 4.5, 0.5, 5, "search"),
+    "TEMPLATE": _crop(192, 2.0, 0.0, 0.0, 1, "template"),
+}
+
+_TEST = {
+    "TEMPLATE_FACTOR": Key(2.0, "template crop side relative to sqrt(target w * h) at inference"),
+    "TEMPLATE_SIZE": Key(192, "template crop side at inference; must equal DATA.TEMPLATE.SIZE"),
+    "SEARCH_FACTOR": Key(5.0, "search crop side relative to sqrt(target w * h) at inference"),
+    "SEARCH_SIZE": Key(384, "search crop side at inference; must equal DATA.SEARCH.SIZE"),
+    "EPOCH": Key(100, "checkpoint epoch to test"),
+    "UPDATE_INTERVAL": Key(20, "after warm-up, write a frame to the historical memory every N frames"),
+    "WARMUP_FRAMES": Key(10, "frames 1..N read only the template memory, as the original"),
+    "WARMUP_WRITE_FRAMES": Key([5, 10], "frames written to memory during warm-up, "
+                                        "each in [1, WARMUP_FRAMES]"),
+    "PRECISION": Key("fp32", "inference precision: fp32, or bf16 autocast", choices=("fp32", "bf16")),
+}
+
+_SCHEMA = {"MODEL": _MODEL, "TRAIN": _TRAIN, "DATA": _DATA, "TEST": _TEST}
+
+_INERT = "inert in the original HIPTrack; the value is ignored"
+LEGACY_KEYS: dict[str, tuple[str, str]] = {
+    "MODEL.EXTRA_MERGER": ("ignore", _INERT),
+    "MODEL.RETURN_INTER": ("ignore", _INERT),
+    "MODEL.RETURN_STAGES": ("ignore", _INERT),
+    "MODEL.BACKBONE.MID_PE": ("ignore", _INERT),
+    "MODEL.BACKBONE.MERGE_LAYER": ("ignore", _INERT),
+    "MODEL.BACKBONE.ADD_CLS_TOKEN": ("ignore", _INERT),
+    "MODEL.BACKBONE.CLS_TOKEN_USE_MODE": ("ignore", _INERT),
+    "DATA.MAX_JUMP": ("ignore", "the causal sampler uses DATA.MAX_SAMPLE_INTERVAL"),
+    "TRAIN.DEEP_SUPERVISION": ("ignore", _INERT),
+    "TRAIN.TRAIN_CLS": ("ignore", _INERT),
+    "MODEL.BOTTLENECK_DIM": (
+        "error",
+        "MODEL.BOTTLENECK_DIM was removed: the optional classification->box fusion now projects to the "
+        "channel count of the map the box head reads (the backbone embed dim, 768 for ViT-B), so the "
+        "256-vs-768 mismatch cannot happen. Delete the key; enable fusion with "
+        "MODEL.CLS_HEAD.FUSION: True.",
+    ),
+}
+
+
+def get_default_config() -> CfgNode:
+    """A fresh, unfrozen config holding the defaults (independent of every other call)."""
+    return CfgNode(_SCHEMA, legacy_keys=LEGACY_KEYS)
+
+
+def load_config(
+    yaml_path: str | os.PathLike | None = None,
+    opts: Sequence[str] | None = None,
+    validate: bool = True,
+) -> CfgNode:
+    """Defaults -> YAML file -> ``KEY=VALUE`` options -> validation -> frozen config."""
+    cfg = get_default_config()
+    if yaml_path is not None:
+        merge_yaml(cfg, yaml_path)
+    if opts:
+        merge_opts(cfg, opts)
+    if validate:
+        validate_config(cfg)
+    return cfg.freeze()
+
+
+def config_from_dict(
+    data: Mapping[str, Any], source: str = "saved config", validate: bool = True
+) -> CfgNode:
+    """Rebuild a frozen config from :meth:`CfgNode.to_dict` output (e.g. stored in a checkpoint)."""
+    cfg = merge_dict(get_default_config(), data, source=source)
+    if validate:
+        validate_config(cfg)
+    return cfg.freeze()
+
+
+def resolve_experiment_config(name_or_path: str | os.PathLike, script: str = "hiptrack") -> Path:
+    """Path of an experiment YAML: an existing file as is, else ``experiments/<script>/<name>.yaml``."""
+    candidate = Path(name_or_path)
+    if candidate.is_file():
+        return candidate
+    if len(candidate.parts) > 1:  # clearly meant as a path, not an experiment name
+        raise FileNotFoundError(f"config file '{candidate}' does not exist")
+    name = candidate.name.removesuffix(".yaml")
+    exp_dir = EXPERIMENTS_DIR / script
+    path = exp_dir / f"{name}.yaml"
+    if path.is_file():
+        return path
+    available = sorted(p.stem for p in exp_dir.glob("*.yaml"))
+    raise FileNotFoundError(
+        f"no experiment config '{name}' in '{exp_dir}'; available: {', '.join(available) or 'none'}"
+    )
+
+
+# -- validation ---------------------------------------------------------------------------
+def validate_config(cfg: CfgNode) -> None:
+    """Check types, choices and cross-field constraints; raise one error listing every problem."""
+    errors = check_values(cfg)
+    if not errors:  # cross-field checks assume well-typed values
+        for check in (_check_model, _check_train, _check_data, _check_test):
+            errors.extend(check(cfg))
+    if errors:
+        raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))
+
+
+def _get(cfg: CfgNode, dotted: str) -> Any:
+    """Value of a dotted key."""
+    node: Any = cfg
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def _at_least(cfg: CfgNode, minimum: float, *keys: str) -> Iterator[str]:
+    """Errors for keys whose value is below ``minimum``."""
+    for key in keys:
+        if _get(cfg, key) < minimum:
+            yield f"{key} must be >= {minimum}, got {_get(cfg, key)}"
+
+
+def _positive(cfg: CfgNode, *keys: str) -> Iterator[str]:
+    """Errors for keys whose value is not strictly positive."""
+    for key in keys:
+        if not _get(cfg, key) > 0:
+            yield f"{key} must be > 0, got {_get(cfg, key)}"
+
+
+def _strictly_increasing(values: Sequence[float]) -> bool:
+    return all(a < b for a, b in zip(values, values[1:]))
+
+
+def _check_model(cfg: CfgNode) -> Iterator[str]:
+    """Model switches that must stay fixed, sizes, and candidate elimination."""
+    if not cfg.MODEL.NEW_HIP:
+        yield ("MODEL.NEW_HIP must be True: HIPTrack without the historical prompt network is not "
+               "implemented (the original code crashes with False)")
+    if cfg.MODEL.BACKBONE.SEP_SEG:
+        yield "MODEL.BACKBONE.SEP_SEG must be False: separate segment embeddings are not implemented"
+    yield from _at_least(cfg, 1, "MODEL.MAX_MEM", "MODEL.BACKBONE.STRIDE", "MODEL.HEAD.NUM_CHANNELS",
+                         "MODEL.HIP.KEY_DIM")
+    ce_loc, keep = cfg.MODEL.BACKBONE.CE_LOC, cfg.MODEL.BACKBONE.CE_KEEP_RATIO
+    if len(ce_loc) != len(keep):
+        yield (f"MODEL.BACKBONE.CE_LOC (length {len(ce_loc)}) and MODEL.BACKBONE.CE_KEEP_RATIO "
+               f"(length {len(keep)}) must have the same length")
+    if any(i < 0 for i in ce_loc) or not _strictly_increasing(ce_loc):
+        yield f"MODEL.BACKBONE.CE_LOC must be non-negative and strictly increasing, got {ce_loc}"
+    if not all(0 < r <= 1 for r in keep):
+        yield f"MODEL.BACKBONE.CE_KEEP_RATIO entries must be in (0, 1], got {keep}"
+
+
+def _check_train(cfg: CfgNode) -> Iterator[str]:
+    """Optimisation, schedule and logging settings."""
+    yield from _positive(cfg, "TRAIN.LR", "TRAIN.SCHEDULER.DECAY_RATE", "TRAIN.SCHEDULER.GAMMA")
+    yield from _at_least(cfg, 0, "TRAIN.WEIGHT_DECAY", "TRAIN.NUM_WORKER", "TRAIN.BACKBONE_MULTIPLIER",
+                         "TRAIN.GIOU_WEIGHT", "TRAIN.L1_WEIGHT", "TRAIN.GRAD_CLIP_NORM",
+                         "TRAIN.CE_START_EPOCH", "TRAIN.CE_WARM_EPOCH", "TRAIN.DROP_PATH_RATE")
+    yield from _at_least(cfg, 1, "TRAIN.EPOCH", "TRAIN.LR_DROP_EPOCH", "TRAIN.BATCH_SIZE",
+                         "TRAIN.PRINT_INTERVAL", "TRAIN.VAL_EPOCH_INTERVAL")
+    if cfg.TRAIN.DROP_PATH_RATE >= 1:
+        yield f"TRAIN.DROP_PATH_RATE must be < 1, got {cfg.TRAIN.DROP_PATH_RATE}"
+    layers = cfg.TRAIN.FREEZE_LAYERS
+    if any(i < 0 for i in layers) or len(set(layers)) != len(layers):
+        yield f"TRAIN.FREEZE_LAYERS must hold distinct non-negative block indices, got {layers}"
+    milestones = cfg.TRAIN.SCHEDULER.MILESTONES
+    if cfg.TRAIN.SCHEDULER.TYPE == "Mstep" and not milestones:
+        yield "TRAIN.SCHEDULER.MILESTONES must be non-empty when TRAIN.SCHEDULER.TYPE is Mstep"
+    if any(m < 1 for m in milestones) or not _strictly_increasing(milestones):
+        yield f"TRAIN.SCHEDULER.MILESTONES must be positive and strictly increasing, got {milestones}"
+
+
+def _check_data(cfg: CfgNode) -> Iterator[str]:
+    """Normalisation, dataset lists and crop geometry."""
+    for key in ("DATA.MEAN", "DATA.STD"):
+        if len(_get(cfg, key)) != 3:
+            yield f"{key} must have 3 entries (RGB), got {_get(cfg, key)}"
+    if not all(s > 0 for s in cfg.DATA.STD):
+        yield f"DATA.STD entries must be > 0, got {cfg.DATA.STD}"
+    yield from _at_least(cfg, 1, "DATA.MAX_SAMPLE_INTERVAL")
+    for split in ("TRAIN", "VAL"):
+        yield from _check_split(cfg, split)
+    stride = cfg.MODEL.BACKBONE.STRIDE
+    for crop in ("SEARCH", "TEMPLATE"):
+        prefix = f"DATA.{crop}"
+        yield from _at_least(cfg, 1, f"{prefix}.NUMBER")
+        yield from _positive(cfg, f"{prefix}.SIZE", f"{prefix}.FACTOR")
+        yield from _at_least(cfg, 0, f"{prefix}.CENTER_JITTER", f"{prefix}.SCALE_JITTER")
+        yield from _multiple_of_stride(cfg, f"{prefix}.SIZE", stride)
+
+
+def _check_split(cfg: CfgNode, split: str) -> Iterator[str]:
+    """One DATA.TRAIN / DATA.VAL split: names, matching ratios, sample count."""
+    prefix = f"DATA.{split}"
+    names, ratios = _get(cfg, f"{prefix}.DATASETS_NAME"), _get(cfg, f"{prefix}.DATASETS_RATIO")
+    if not names:
+        yield f"{prefix}.DATASETS_NAME must name at least one dataset"
+    if len(names) != len(ratios):
+        yield (f"{prefix}.DATASETS_NAME (length {len(names)}) and {prefix}.DATASETS_RATIO "
+               f"(length {len(ratios)}) must have the same length")
+    if any(r < 0 for r in ratios) or (ratios and sum(ratios) <= 0):
+        yield f"{prefix}.DATASETS_RATIO must be non-negative with a positive sum, got {ratios}"
+    yield from _at_least(cfg, 1, f"{prefix}.SAMPLE_PER_EPOCH")
+
+
+def _multiple_of_stride(cfg: CfgNode, key: str, stride: int) -> Iterator[str]:
+    if stride > 0 and _get(cfg, key) % stride:
+        yield f"{key} ({_get(cfg, key)}) must be a multiple of MODEL.BACKBONE.STRIDE ({stride})"
+
+
+def _check_test(cfg: CfgNode) -> Iterator[str]:
+    """Inference geometry (must match training) and the memory update schedule."""
+    yield from _positive(cfg, "TEST.TEMPLATE_FACTOR", "TEST.SEARCH_FACTOR")
+    yield from _at_least(cfg, 1, "TEST.EPOCH", "TEST.UPDATE_INTERVAL")
+    yield from _at_least(cfg, 0, "TEST.WARMUP_FRAMES")
+    pairs = (("TEST.SEARCH_SIZE", "DATA.SEARCH.SIZE"), ("TEST.TEMPLATE_SIZE", "DATA.TEMPLATE.SIZE"))
+    for test_key, data_key in pairs:
+        yield from _multiple_of_stride(cfg, test_key, cfg.MODEL.BACKBONE.STRIDE)
+        if _get(cfg, test_key) != _get(cfg, data_key):
+            yield (f"{test_key} ({_get(cfg, test_key)}) must equal {data_key} ({_get(cfg, data_key)}): "
+                   "the position embeddings are built for one size")
+    writes, warmup = cfg.TEST.WARMUP_WRITE_FRAMES, cfg.TEST.WARMUP_FRAMES
+    if not all(1 <= f <= warmup for f in writes) or not _strictly_increasing(writes):
+        yield (f"TEST.WARMUP_WRITE_FRAMES entries must be strictly increasing and in "
+               f"[1, TEST.WARMUP_FRAMES={warmup}], got {writes}")

@@ -1,0 +1,269 @@
+"""Historical prompt network of HIPTrack (Cai et al., CVPR 2024).
+
+Past search frames are stored as (key, value) maps in a memory bank, in the manner of STCN
+(Cheng et al., NeurIPS 2021): the key is a projection of the backbone's search feature map, the
+value encodes the frame image together with a mask of the predicted target (a ResNet-18 stem
+fused with the backbone features through a CBAM block). A new frame's key reads the memory with
+an L2 affinity; the read-out, concatenated with a compressed copy of the frame's own features,
+is the historical prompt that is added to the search features before the box head.
+
+Module and parameter names match the released checkpoints (``HIP.encoder.fuser.attention.
+ChannelGate.mlp.1.weight`` ...), hence the CamelCase attribute names of the CBAM gates.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+STEM_CHANNELS = 256  # ResNet-18 layer3 output, stride 16
+
+
+def conv3x3(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
+    """3x3 convolution with bias (the original's ResNet keeps conv biases)."""
+    return nn.Conv2d(in_ch, out_ch, kernel_size=3, stride=stride, padding=1)
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block: two 3x3 conv + BN, identity or 1x1-conv shortcut."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = conv3x3(in_ch, out_ch, stride)
+        self.bn1 = nn.BatchNorm2d(out_ch)
+        self.conv2 = conv3x3(out_ch, out_ch)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.downsample = None
+        if stride != 1 or in_ch != out_ch:
+            self.downsample = nn.Sequential(nn.Conv2d(in_ch, out_ch, kernel_size=1, stride=stride),
+                                            nn.BatchNorm2d(out_ch))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return F.relu(out + shortcut)
+
+
+def resnet_layer(in_ch: int, out_ch: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(BasicBlock(in_ch, out_ch, stride), BasicBlock(out_ch, out_ch))
+
+
+class ResBlock(nn.Module):
+    """Pre-activation residual block x + conv(relu(conv(relu(x)))), 3x3 conv shortcut if dims change."""
+
+    def __init__(self, in_ch: int, out_ch: int | None = None) -> None:
+        super().__init__()
+        out_ch = in_ch if out_ch is None else out_ch
+        self.downsample = None if in_ch == out_ch else conv3x3(in_ch, out_ch)
+        self.conv1 = conv3x3(in_ch, out_ch)
+        self.conv2 = conv3x3(out_ch, out_ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.conv2(F.relu(self.conv1(F.relu(x))))
+        return (x if self.downsample is None else self.downsample(x)) + r
+
+
+class ChannelGate(nn.Module):
+    """CBAM channel attention: shared MLP over global average- and max-pooled features."""
+
+    def __init__(self, channels: int, reduction: int = 16) -> None:
+        super().__init__()
+        hidden = max(channels // reduction, 1)
+        self.mlp = nn.Sequential(nn.Flatten(), nn.Linear(channels, hidden), nn.ReLU(), nn.Linear(hidden, channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.mlp(x.mean(dim=(2, 3))) + self.mlp(x.amax(dim=(2, 3)))
+        return x * torch.sigmoid(logits)[:, :, None, None]
+
+
+class SpatialConv(nn.Module):
+    """Holder that gives the 7x7 gate conv its checkpoint name ``spatial.conv``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 1, kernel_size=7, padding=3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class SpatialGate(nn.Module):
+    """CBAM spatial attention from channel-wise max and mean maps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spatial = SpatialConv()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = torch.cat([x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)], dim=1)
+        return x * torch.sigmoid(self.spatial(pooled))
+
+
+class CBAM(nn.Module):
+    """Convolutional block attention module (Woo et al., ECCV 2018): channel then spatial gate."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.ChannelGate = ChannelGate(channels)
+        self.SpatialGate = SpatialGate()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.SpatialGate(self.ChannelGate(x))
+
+
+class FeatureFusionBlock(nn.Module):
+    """Fuse image-stem features with backbone features into a memory value."""
+
+    def __init__(self, in_ch: int, out_ch: int) -> None:
+        super().__init__()
+        self.block1 = ResBlock(in_ch, out_ch)
+        self.attention = CBAM(out_ch)
+        self.block2 = ResBlock(out_ch, out_ch)
+
+    def forward(self, stem: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        x = self.block1(torch.cat([stem, features], dim=1))
+        return self.block2(x + self.attention(x))
+
+
+class MemoryEncoder(nn.Module):
+    """Value encoder: ResNet-18 stem (conv1..layer3) on image + mask, fused with backbone features."""
+
+    def __init__(self, feature_dim: int, value_dim: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(4, 64, kernel_size=7, stride=2, padding=3)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.layer1 = resnet_layer(64, 64, 1)
+        self.layer2 = resnet_layer(64, 128, 2)
+        self.layer3 = resnet_layer(128, STEM_CHANNELS, 2)
+        self.fuser = FeatureFusionBlock(feature_dim + STEM_CHANNELS, value_dim)
+        stem_modules = [self.conv1, *self.layer1.modules(), *self.layer2.modules(), *self.layer3.modules()]
+        for m in stem_modules:  # He init as the original ResNet; the fuser keeps PyTorch's default
+            if isinstance(m, nn.Conv2d):
+                n = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
+                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / n))
+                nn.init.zeros_(m.bias)
+
+    def stem(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Image (B, 3, H, W) and target mask (B, 1, H, W) -> (B, 256, H/16, W/16)."""
+        x = F.relu(self.bn1(self.conv1(torch.cat([image, mask.to(image.dtype)], dim=1))))
+        x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
+        return self.layer3(self.layer2(self.layer1(x)))
+
+    def forward(self, image: torch.Tensor, features: torch.Tensor, mask: torch.Tensor,
+                stem: torch.Tensor | None = None) -> torch.Tensor:
+        """Memory value (B, value_dim, H/16, W/16); pass ``stem`` to reuse a cached stem output."""
+        stem = self.stem(image, mask) if stem is None else stem
+        return self.fuser(stem, features)
+
+    def load_torchvision_resnet18(self, path: str | Path) -> None:
+        """Initialise the stem from a torchvision ResNet-18 ImageNet state dict file.
+
+        The extra mask input channel of ``conv1`` gets an orthogonal init, as the original did
+        with its ImageNet download; conv biases (absent in torchvision) stay zero.
+        """
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        own = self.state_dict()
+        loaded = []
+        for name, value in state.items():
+            if name not in own or name.startswith("fuser"):
+                continue
+            if name == "conv1.weight" and value.shape[1] == 3:
+                extra = torch.empty(value.shape[0], 1, *value.shape[2:])
+                nn.init.orthogonal_(extra)
+                value = torch.cat([value, extra], dim=1)
+            if own[name].shape != value.shape:
+                raise ValueError(f"{path}: {name} has shape {tuple(value.shape)}, expected {tuple(own[name].shape)}")
+            own[name] = value
+            loaded.append(name)
+        if not loaded:
+            raise ValueError(f"{path} holds no ResNet-18 stem weights (conv1, bn1, layer1-3)")
+        self.load_state_dict(own)
+        logger.info("memory encoder stem: loaded %d tensors from %s", len(loaded), path)
+
+
+class KeyProjection(nn.Module):
+    """3x3 conv from backbone features to memory keys (orthogonal init, zero bias)."""
+
+    def __init__(self, in_ch: int, key_dim: int) -> None:
+        super().__init__()
+        self.key_proj = conv3x3(in_ch, key_dim)
+        nn.init.orthogonal_(self.key_proj.weight)
+        nn.init.zeros_(self.key_proj.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.key_proj(x)
+
+
+class HistoricalPromptNetwork(nn.Module):
+    """Holds the memory encoder (the only learned part); reading memory is parameter-free."""
+
+    def __init__(self, feature_dim: int, value_dim: int) -> None:
+        super().__init__()
+        self.encoder = MemoryEncoder(feature_dim, value_dim)
+
+
+def read_memory(memory_keys: torch.Tensor, memory_values: torch.Tensor,
+                query_key: torch.Tensor, query_value: torch.Tensor) -> torch.Tensor:
+    """Historical prompt from a memory read-out.
+
+    Args:
+        memory_keys: (B, Ck, N) keys of all memory positions (N = frames x H x W).
+        memory_values: (B, Cv, N).
+        query_key: (B, Ck, H, W) key of the current frame.
+        query_value: (B, Cv, H, W) compressed features of the current frame.
+
+    Returns:
+        (B, 2 Cv, H, W): the affinity-weighted memory values, then ``query_value``.
+    """
+    B, Ck, _ = memory_keys.shape
+    _, Cv, H, W = query_value.shape
+    q = query_key.flatten(2)
+    # negative squared L2 distance up to a per-query constant (cancels in the softmax)
+    sq_norm = memory_keys.pow(2).sum(1).unsqueeze(2)
+    affinity = (2 * memory_keys.transpose(1, 2) @ q - sq_norm) / math.sqrt(Ck)
+    affinity = affinity.softmax(dim=1)  # over memory positions
+    readout = torch.bmm(memory_values, affinity.to(memory_values.dtype)).view(B, Cv, H, W)
+    return torch.cat([readout, query_value], dim=1)
+
+
+class MemoryBank:
+    """FIFO of per-frame memory keys and values, capped at ``capacity`` frames.
+
+    Keeps nothing but the keys and values (the original also kept every written search crop,
+    unbounded). A fresh bank per video: the tracker creates one in ``initialize``.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"memory capacity must be >= 1 frame, got {capacity}")
+        self.capacity = capacity
+        self._keys: list[torch.Tensor] = []
+        self._values: list[torch.Tensor] = []
+        self._cat: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def write(self, key: torch.Tensor, value: torch.Tensor) -> None:
+        """Append one frame's key (B, Ck, H, W) and value (B, Cv, H, W); evict the oldest when full."""
+        if len(self._keys) == self.capacity:
+            self._keys.pop(0)
+            self._values.pop(0)
+        self._keys.append(key.flatten(2))
+        self._values.append(value.flatten(2))
+        self._cat = None
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All keys (B, Ck, N) and values (B, Cv, N), oldest frame first."""
+        if not self._keys:
+            raise RuntimeError("the memory bank is empty")
+        if self._cat is None:
+            self._cat = (torch.cat(self._keys, dim=2), torch.cat(self._values, dim=2))
+        return self._cat

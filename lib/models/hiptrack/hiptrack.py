@@ -1,0 +1,241 @@
+"""HIPTrack: one-stream ViT tracker with a historical prompt network (Cai et al., CVPR 2024).
+
+Per search frame: the ViT-CE backbone encodes template + search jointly; the search feature map
+gives a memory key (``key_proj``) and a compressed value (``key_comp``); reading the memory of
+earlier frames with that key gives the historical prompt, which is added to the search features,
+refined by a residual block (``searchRegionFusion``) and decoded by the CENTER box head. After a
+frame is predicted, its image, the predicted-box mask (with eliminated patches blanked) and its
+features can be encoded into a new memory value.
+
+Memory schedules:
+* training (``forward``): frame 1 reads a memory made of the template (image, GT box, template
+  features); frame t > 1 reads frames 1..t-1 of the same clip (causal, differentiable).
+* tracking (``start_tracking`` / ``track``): during the first ``warmup_frames`` frames the
+  template memory is read and frames in ``warmup_write_frames`` are written to the bank; after
+  that the bank is read and every ``update_interval``-th frame is written; the bank keeps the
+  newest ``max_mem`` frames. Tracking state lives in a ``TrackingState`` owned by the caller, so
+  a new video always starts with an empty bank.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lib.models.hip.historical_prompt import (HistoricalPromptNetwork, KeyProjection, MemoryBank, ResBlock,
+                                              read_memory)
+from lib.models.hiptrack.pretrained import load_pretrained, resolve_pretrained_path
+from lib.models.hiptrack.vit_ce import VisionTransformerCE, build_vit_ce
+from lib.models.layers.head import CenterPredictor
+from lib.utils.box_ops import box_masks, kept_patch_masks, normalized_cxcywh_to_pixel_xyxy, \
+    normalized_xywh_to_pixel_xyxy
+
+
+@dataclass(frozen=True)
+class MemorySchedule:
+    """When tracking reads the template memory and when it writes frames to the bank."""
+    max_mem: int = 150
+    update_interval: int = 20
+    warmup_frames: int = 10
+    warmup_write_frames: tuple[int, ...] = (5, 10)
+
+    def reads_template(self, frame_index: int) -> bool:
+        return frame_index <= self.warmup_frames
+
+    def writes(self, frame_index: int) -> bool:
+        if frame_index <= self.warmup_frames:
+            return frame_index in self.warmup_write_frames
+        return frame_index % self.update_interval == 0
+
+
+@dataclass
+class TrackingState:
+    """Per-video state: cached template encodings and the memory bank."""
+    template_tokens: torch.Tensor       # (B, Lz, C) patch + position embedded template
+    template_image: torch.Tensor        # (B, 3, Hs, Ws) template upsampled to the search size
+    template_stem: torch.Tensor         # (B, 256, Gs, Gs) memory-encoder stem of template + box mask
+    template_mask: torch.Tensor | None  # (B, Lz) bool, template queries that drive CE
+    memory: MemoryBank
+    frame_index: int = 0
+
+
+class HIPTrack(nn.Module):
+    """HIPTrack network: backbone, historical prompt network, fusion block and box head."""
+
+    def __init__(self, backbone: VisionTransformerCE, head_channels: int = 256, key_dim: int = 64,
+                 schedule: MemorySchedule = MemorySchedule()) -> None:
+        super().__init__()
+        dim = backbone.embed_dim
+        value_dim = dim // 2  # prompt = [memory read-out, compressed query] has ``dim`` channels
+        self.backbone = backbone
+        self.box_head = CenterPredictor(dim, head_channels, backbone.search_grid)
+        self.HIP = HistoricalPromptNetwork(dim, value_dim)
+        self.key_proj = KeyProjection(dim, key_dim)
+        self.key_comp = nn.Conv2d(dim, value_dim, kernel_size=3, padding=1)
+        self.searchRegionFusion = ResBlock(dim, dim)
+        self.schedule = schedule
+
+    # ----------------------------------------------------------------------------- pieces
+    @property
+    def search_grid(self) -> int:
+        return self.backbone.search_grid
+
+    def _token_map(self, tokens: torch.Tensor, grid: int) -> torch.Tensor:
+        """(B, grid*grid, C) tokens -> (B, C, grid, grid) map."""
+        B, _, C = tokens.shape
+        return tokens.transpose(1, 2).reshape(B, C, grid, grid)
+
+    def search_map(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Search part of the backbone output as a (B, C, Gs, Gs) map."""
+        return self._token_map(tokens[:, -self.search_grid ** 2:], self.search_grid)
+
+    def template_map(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Template part of the backbone output, upsampled to the search grid (B, C, Gs, Gs)."""
+        grid = self.backbone.template_grid
+        fmap = self._token_map(tokens[:, :grid ** 2], grid)
+        return self.upsample(fmap, self.search_grid)
+
+    @staticmethod
+    def upsample(x: torch.Tensor, size: int) -> torch.Tensor:
+        return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=True)
+
+    def predict(self, search_map: torch.Tensor, prompt: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Fuse the prompt into the search features and run the box head."""
+        return self.box_head(self.searchRegionFusion(search_map + prompt))
+
+    def target_mask(self, pred_boxes: torch.Tensor, removed: list[torch.Tensor], size: int) -> torch.Tensor:
+        """(B, 1, size, size) mask of the predicted box with CE-eliminated patches blanked."""
+        boxes = normalized_cxcywh_to_pixel_xyxy(pred_boxes.detach().reshape(-1, 4).float(), size)
+        mask = box_masks(boxes, size, size)
+        if removed:
+            patch = size // self.search_grid
+            mask = mask * kept_patch_masks(removed, mask.shape[0], self.search_grid, patch, mask.device)
+        return mask.unsqueeze(1)
+
+    def template_box_mask(self, template_boxes: torch.Tensor, size: int) -> torch.Tensor:
+        """(B, 1, size, size) mask of normalised xywh template boxes on the upsampled template."""
+        boxes = normalized_xywh_to_pixel_xyxy(template_boxes.reshape(-1, 4).float(), size)
+        return box_masks(boxes, size, size).unsqueeze(1)
+
+    def frame_value(self, search: torch.Tensor, search_map: torch.Tensor, out: dict,
+                    removed: list[torch.Tensor]) -> torch.Tensor:
+        """Memory value (B, Cv, Gs, Gs) of a predicted frame: image + predicted-box mask + features."""
+        mask = self.target_mask(out["pred_boxes"], removed, search.shape[-1])
+        return self.HIP.encoder(search, search_map, mask)
+
+    def template_memory(self, tokens: torch.Tensor, template_image: torch.Tensor, mask: torch.Tensor | None,
+                        stem: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Key (B, Ck, Gs, Gs) and value (B, Cv, Gs, Gs) of the template for this frame's tokens."""
+        fmap = self.template_map(tokens)
+        return self.key_proj(fmap), self.HIP.encoder(template_image, fmap, mask, stem=stem)
+
+    def _decode(self, tokens: torch.Tensor, removed: list[torch.Tensor],
+                memory_keys: torch.Tensor, memory_values: torch.Tensor
+                ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """Read memory with this frame's key and predict; returns outputs, search map and key."""
+        search_map = self.search_map(tokens)
+        key = self.key_proj(search_map)
+        prompt = read_memory(memory_keys, memory_values, key, self.key_comp(search_map))
+        out = self.predict(search_map, prompt)
+        out["removed_indexes_s"] = removed
+        out["backbone_feat"] = tokens
+        return out, search_map, key
+
+    # ----------------------------------------------------------------------------- training
+    def forward(self, template: torch.Tensor, search: list[torch.Tensor], template_boxes: torch.Tensor,
+                ce_template_mask: torch.Tensor | None = None, ce_keep_rate: float | None = None
+                ) -> list[dict[str, torch.Tensor]]:
+        """Causal multi-frame forward used in training.
+
+        Args:
+            template: (B, 3, Hz, Wz) normalised template crop.
+            search: list of T (B, 3, Hs, Ws) search crops, in time order.
+            template_boxes: (B, 4) or (1, B, 4) normalised xywh of the target in the template crop.
+            ce_template_mask: (B, Lz) bool template queries for CE (None: all).
+            ce_keep_rate: scheduled CE keep ratio (None: the blocks' own).
+
+        Returns:
+            one dict per search frame: ``pred_boxes`` (B, 1, 4) normalised cxcywh, ``score_map``
+            (B, 1, Gs, Gs), ``size_map`` / ``offset_map`` (B, 2, Gs, Gs), ``removed_indexes_s``
+            and ``backbone_feat`` (B, Lz + Ls, C).
+        """
+        size = search[0].shape[-1]
+        template_image = self.upsample(template, size)
+        template_mask = self.template_box_mask(template_boxes, size)
+        z_tokens = self.backbone.embed_template(template)
+        keys: list[torch.Tensor] = []
+        values: list[torch.Tensor] = []
+        outputs = []
+        for t, x in enumerate(search):
+            tokens, removed = self.backbone(None, x, ce_template_mask, ce_keep_rate, z_tokens=z_tokens)
+            if t == 0:
+                mem_k, mem_v = self.template_memory(tokens, template_image, template_mask)
+                mem_k, mem_v = mem_k.flatten(2), mem_v.flatten(2)
+            else:
+                mem_k, mem_v = torch.cat(keys, dim=2), torch.cat(values, dim=2)
+            out, search_map, key = self._decode(tokens, removed, mem_k, mem_v)
+            outputs.append(out)
+            if t < len(search) - 1:  # the last frame's memory would never be read
+                keys.append(key.flatten(2))
+                values.append(self.frame_value(x, search_map, out, removed).flatten(2))
+        return outputs
+
+    # ----------------------------------------------------------------------------- tracking
+    @torch.no_grad()
+    def start_tracking(self, template: torch.Tensor, template_boxes: torch.Tensor,
+                       ce_template_mask: torch.Tensor | None = None) -> TrackingState:
+        """Encode the constant parts of the template once and return a fresh tracking state."""
+        size = self.search_grid * self.backbone.patch_size
+        template_image = self.upsample(template, size)
+        mask = self.template_box_mask(template_boxes, size)
+        return TrackingState(
+            template_tokens=self.backbone.embed_template(template),
+            template_image=template_image,
+            template_stem=self.HIP.encoder.stem(template_image, mask),
+            template_mask=ce_template_mask,
+            memory=MemoryBank(self.schedule.max_mem),
+        )
+
+    @torch.no_grad()
+    def track(self, state: TrackingState, search: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Predict the next frame of ``state``'s video from its search crop (B, 3, Hs, Ws)."""
+        state.frame_index += 1
+        index = state.frame_index
+        tokens, removed = self.backbone(None, search, state.template_mask, None, z_tokens=state.template_tokens)
+        if self.schedule.reads_template(index) or len(state.memory) == 0:
+            mem_k, mem_v = self.template_memory(tokens, state.template_image, None, stem=state.template_stem)
+            mem_k, mem_v = mem_k.flatten(2), mem_v.flatten(2)
+        else:
+            mem_k, mem_v = state.memory.tensors()
+        out, search_map, key = self._decode(tokens, removed, mem_k, mem_v)
+        if self.schedule.writes(index):
+            state.memory.write(key, self.frame_value(search, search_map, out, removed))
+        return out
+
+
+def build_hiptrack(cfg, training: bool = True) -> HIPTrack:
+    """Build HIPTrack from a config (see ``lib/config/hiptrack/config.py``).
+
+    With ``training=True`` the backbone uses ``TRAIN.DROP_PATH_RATE`` and the weights named by
+    ``MODEL.PRETRAIN_FILE`` / ``MODEL.HIP.ENCODER_PRETRAINED`` are loaded; for testing the
+    tracker loads its own checkpoint afterwards, so nothing is loaded here.
+    """
+    model_cfg = cfg.MODEL
+    backbone = build_vit_ce(model_cfg.BACKBONE.TYPE, cfg.DATA.TEMPLATE.SIZE, cfg.DATA.SEARCH.SIZE,
+                            ce_loc=list(model_cfg.BACKBONE.CE_LOC), ce_keep_ratio=list(model_cfg.BACKBONE.CE_KEEP_RATIO),
+                            drop_path_rate=cfg.TRAIN.DROP_PATH_RATE if training else 0.0)
+    if backbone.patch_size != model_cfg.BACKBONE.STRIDE:
+        raise ValueError(f"MODEL.BACKBONE.STRIDE={model_cfg.BACKBONE.STRIDE} but {model_cfg.BACKBONE.TYPE} "
+                         f"has patch size {backbone.patch_size}")
+    schedule = MemorySchedule(max_mem=model_cfg.MAX_MEM, update_interval=cfg.TEST.UPDATE_INTERVAL,
+                              warmup_frames=cfg.TEST.WARMUP_FRAMES,
+                              warmup_write_frames=tuple(cfg.TEST.WARMUP_WRITE_FRAMES))
+    model = HIPTrack(backbone, head_channels=model_cfg.HEAD.NUM_CHANNELS, key_dim=model_cfg.HIP.KEY_DIM,
+                     schedule=schedule)
+    if training and model_cfg.HIP.ENCODER_PRETRAINED:
+        model.HIP.encoder.load_torchvision_resnet18(resolve_pretrained_path(model_cfg.HIP.ENCODER_PRETRAINED))
+    if training and model_cfg.PRETRAIN_FILE:
+        load_pretrained(model, resolve_pretrained_path(model_cfg.PRETRAIN_FILE))
+    return model

@@ -1,0 +1,122 @@
+"""HIPTrack tracker: the ``initialize`` / ``track`` contract of pytracking around the network.
+
+Per frame: crop a search region ``TEST.SEARCH_FACTOR`` times the previous box around it, run the
+network with the video's memory, weight the score map with a Hann window, decode the box at
+the peak and map it back to image pixels. Images are RGB ``uint8`` arrays (H, W, 3); boxes are
+``[x, y, w, h]`` in pixels.
+"""
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lib.models.hiptrack.hiptrack import HIPTrack, TrackingState, build_hiptrack
+from lib.utils.checkpoint import CheckpointError, extract_state_dict, read_checkpoint
+from lib.utils.crop import box_to_crop, clip_box, sample_target
+
+BOX_MARGIN = 10  # pixels of the box kept inside the image, as the original tracker
+
+
+def hann1d(size: int) -> torch.Tensor:
+    """Cosine window of ``size`` samples, zero just outside both ends."""
+    return 0.5 * (1 - torch.cos(2 * math.pi / (size + 1) * torch.arange(1, size + 1, dtype=torch.float32)))
+
+
+def hann2d(size: int) -> torch.Tensor:
+    """(1, 1, size, size) separable cosine window."""
+    w = hann1d(size)
+    return w.view(1, 1, -1, 1) * w.view(1, 1, 1, -1)
+
+
+def ctr_point_mask(grid: int, batch: int = 1, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(B, grid*grid) bool selecting the template's centre token for candidate elimination."""
+    mask = torch.zeros(batch, grid, grid, dtype=torch.bool, device=device)
+    mask[:, (grid - 1) // 2, (grid - 1) // 2] = True
+    return mask.flatten(1)
+
+
+def template_ce_mask(cfg, grid: int, batch: int = 1, device: torch.device | str = "cpu") -> torch.Tensor | None:
+    """The CE template mask for ``MODEL.BACKBONE.CE_TEMPLATE_RANGE`` (None = every template token)."""
+    if cfg.MODEL.BACKBONE.CE_TEMPLATE_RANGE == "CTR_POINT":
+        return ctr_point_mask(grid, batch, device)
+    return None
+
+
+def load_network(cfg, checkpoint: str | Path, device: torch.device | str = "cpu") -> HIPTrack:
+    """Build the network for testing and load a checkpoint strictly (missing keys are an error)."""
+    network = build_hiptrack(cfg, training=False)
+    state, kind = extract_state_dict(read_checkpoint(checkpoint), checkpoint)
+    if kind != "tracker":
+        raise CheckpointError(f"{checkpoint} is a backbone-only checkpoint; testing needs a tracker checkpoint "
+                              "({'net': ...}) trained for this config")
+    network.load_state_dict(state, strict=True)
+    return network.to(device).eval()
+
+
+class HIPTrackTracker:
+    """Single-object tracker around a HIPTrack network."""
+
+    def __init__(self, network: HIPTrack, cfg, device: torch.device | str = "cpu", precision: str | None = None):
+        self.network = network.to(device).eval()
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.precision = precision or cfg.TEST.PRECISION
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be fp32 or bf16, got {self.precision!r}")
+        self.mean = torch.tensor(cfg.DATA.MEAN, device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(cfg.DATA.STD, device=self.device).view(1, 3, 1, 1)
+        self.window = hann2d(network.search_grid).to(self.device)
+        self.state: list[float] | None = None
+        self.memory: TrackingState | None = None
+
+    def _to_tensor(self, patch: np.ndarray) -> torch.Tensor:
+        """uint8 (S, S, 3) RGB crop -> normalised (1, 3, S, S) float tensor on the device."""
+        x = torch.from_numpy(patch).to(self.device).permute(2, 0, 1).unsqueeze(0).float()
+        return (x / 255.0 - self.mean) / self.std
+
+    def _autocast(self):
+        if self.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    def initialize(self, image: np.ndarray, info: dict) -> None:
+        """Start a new video from ``info['init_bbox']`` ([x, y, w, h] pixels); clears all memory."""
+        test = self.cfg.TEST
+        box = [float(v) for v in info["init_bbox"]]
+        patch, resize_factor, _ = sample_target(image, box, test.TEMPLATE_FACTOR, test.TEMPLATE_SIZE)
+        box_t = torch.tensor(box)
+        template_box = box_to_crop(box_t, box_t, resize_factor, test.TEMPLATE_SIZE).view(1, 4).to(self.device)
+        grid = self.network.backbone.template_grid
+        with self._autocast():
+            self.memory = self.network.start_tracking(self._to_tensor(patch), template_box,
+                                                      template_ce_mask(self.cfg, grid, device=self.device))
+        self.state = box
+
+    @torch.no_grad()
+    def track(self, image: np.ndarray, info: dict | None = None) -> dict:
+        """Locate the target in the next frame; returns ``{'target_bbox': [x, y, w, h]}``."""
+        if self.memory is None:
+            raise RuntimeError("call initialize() before track()")
+        test = self.cfg.TEST
+        height, width = image.shape[:2]
+        patch, resize_factor, _ = sample_target(image, self.state, test.SEARCH_FACTOR, test.SEARCH_SIZE)
+        with self._autocast():
+            out = self.network.track(self.memory, self._to_tensor(patch))
+        maps = {k: out[k].float() for k in ("score_map", "size_map", "offset_map")}
+        response = self.window * maps["score_map"]
+        box = self.network.box_head.boxes_from_maps(response, maps["size_map"], maps["offset_map"])
+        cx, cy, w, h = (box[0] * test.SEARCH_SIZE / resize_factor).tolist()
+        self.state = clip_box(self._to_image(cx, cy, w, h, resize_factor), height, width, BOX_MARGIN)
+        return {"target_bbox": self.state}
+
+    def _to_image(self, cx: float, cy: float, w: float, h: float, resize_factor: float) -> list[float]:
+        """Box centred at (cx, cy) in crop pixels (scaled back) -> image [x, y, w, h]."""
+        prev_cx = self.state[0] + 0.5 * self.state[2]
+        prev_cy = self.state[1] + 0.5 * self.state[3]
+        half = 0.5 * self.cfg.TEST.SEARCH_SIZE / resize_factor
+        cx, cy = cx + prev_cx - half, cy + prev_cy - half
+        return [cx - 0.5 * w, cy - 0.5 * h, w, h]
