@@ -1,0 +1,87 @@
+"""The tracker on a generated video: a bright square moving over a noisy background."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_tiny_cfg
+from lib.models.hiptrack.hiptrack import build_hiptrack
+from lib.test.tracker.hiptrack import HIPTrackTracker, hann1d, hann2d
+from lib.utils.crop import box_to_crop, clip_box, sample_target
+
+
+def moving_square(frames: int = 12, size: int = 160, side: int = 24, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    images, boxes = [], []
+    for t in range(frames):
+        img = rng.integers(0, 80, (size, size, 3), dtype=np.uint8)
+        x, y = 20 + 6 * t, 30 + 4 * t
+        img[y:y + side, x:x + side] = (230, 200, 40)
+        images.append(img)
+        boxes.append([x, y, side, side])
+    return images, boxes
+
+
+def run_tracker(tracker, images, boxes):
+    tracker.initialize(images[0], {"init_bbox": boxes[0]})
+    return [tracker.track(img)["target_bbox"] for img in images[1:]]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_tiny_tracker_boxes_are_finite_and_inside_image(precision):
+    cfg = make_tiny_cfg("MODEL.MAX_MEM=2")
+    torch.manual_seed(0)
+    tracker = HIPTrackTracker(build_hiptrack(cfg, training=False), cfg, precision=precision)
+    images, boxes = moving_square()
+    out = run_tracker(tracker, images, boxes)
+    assert len(out) == len(images) - 1
+    for x, y, w, h in out:
+        assert all(np.isfinite([x, y, w, h]))
+        assert 0 <= x and 0 <= y and w >= 10 and h >= 10
+        assert x + w <= 160 + 1e-6 and y + h <= 160 + 1e-6
+    assert len(tracker.memory.memory) == 2  # writes at 2, 4, 5, 10: capped at MAX_MEM
+
+
+def test_initialize_resets_memory_between_videos():
+    cfg = make_tiny_cfg()
+    torch.manual_seed(0)
+    tracker = HIPTrackTracker(build_hiptrack(cfg, training=False), cfg)
+    images, boxes = moving_square()
+    first = run_tracker(tracker, images, boxes)
+    assert len(tracker.memory.memory) > 0
+    run_tracker(tracker, *moving_square(seed=1))
+    assert run_tracker(tracker, images, boxes) == first
+
+
+def test_track_before_initialize_is_an_error(tiny_cfg):
+    tracker = HIPTrackTracker(build_hiptrack(tiny_cfg, training=False), tiny_cfg)
+    with pytest.raises(RuntimeError, match="initialize"):
+        tracker.track(np.zeros((50, 50, 3), np.uint8))
+
+
+def test_hann_window_peaks_in_the_centre():
+    w = hann1d(24)
+    assert w.shape == (24,) and torch.allclose(w, w.flip(0))
+    assert w.argmax() in (11, 12) and w.min() > 0
+    assert hann2d(8).shape == (1, 1, 8, 8)
+
+
+def test_sample_target_pads_outside_and_reports_padding():
+    img = np.full((100, 100, 3), 255, np.uint8)
+    crop, factor, padding = sample_target(img, [0, 0, 20, 20], 2.0, 64)
+    assert crop.shape == (64, 64, 3) and factor == pytest.approx(64 / 40)
+    assert padding[0, 0] and not padding[-1, -1]  # top-left corner lies outside the image
+    assert crop[0, 0].tolist() == [0, 0, 0] and crop[-1, -1].tolist() == [255, 255, 255]
+    with pytest.raises(ValueError, match="too small"):
+        sample_target(img, [0, 0, 0, 0], 2.0, 64)
+
+
+def test_box_to_crop_centres_the_reference_box():
+    box = torch.tensor([40.0, 50.0, 20.0, 10.0])
+    out = box_to_crop(box, box, 2.0, 64)
+    assert torch.allclose(out, torch.tensor([(31.5 - 20) / 64, (31.5 - 10) / 64, 40 / 64, 20 / 64]))
+
+
+def test_clip_box_keeps_margin_inside():
+    assert clip_box([-30, 90, 50, 50], 100, 100, margin=10) == [0, 90, 20, 10]
