@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import make_tiny_cfg
+from lib.models.hip import historical_prompt
 from lib.models.hip.historical_prompt import MemoryBank, read_memory
 from lib.models.hiptrack.hiptrack import MemorySchedule, build_hiptrack
 from lib.models.hiptrack.vit_ce import build_vit_ce
@@ -112,19 +113,21 @@ def test_memory_bank_is_fifo_and_capped():
         bank.write(torch.full((1, 2, 2, 2), float(i)), torch.full((1, 3, 2, 2), float(i)))
     keys, values = bank.tensors()
     assert len(bank) == 3
-    assert keys.shape == (1, 2, 12) and values.shape == (1, 3, 12)
-    assert keys[0, 0].view(3, 4)[:, 0].tolist() == [2.0, 3.0, 4.0]
+    assert keys.shape == (1, 12, 2) and values.shape == (1, 12, 3)
+    assert keys[0, :, 0].view(3, 4)[:, 0].tolist() == [2.0, 3.0, 4.0]
     with pytest.raises(ValueError):
         MemoryBank(0)
     with pytest.raises(RuntimeError):
         MemoryBank(2).tensors()
 
 
-def test_read_memory_matches_explicit_softmax():
+@pytest.mark.parametrize("chunk", [1, 4, 1000])
+def test_read_memory_matches_explicit_softmax(chunk, monkeypatch):
+    monkeypatch.setattr(historical_prompt, "READOUT_CHUNK_ELEMENTS", chunk * 10)
     g = torch.Generator().manual_seed(3)
     mk, mv = torch.randn(1, 4, 10, generator=g), torch.randn(1, 3, 10, generator=g)
     qk, qv = torch.randn(1, 4, 2, 3, generator=g), torch.randn(1, 3, 2, 3, generator=g)
-    out = read_memory(mk, mv, qk, qv)
+    out = read_memory(mk.transpose(1, 2), mv.transpose(1, 2), qk, qv)
     q = qk.flatten(2)
     # softmax over memory of -||k - q||^2 / sqrt(Ck): the per-query ||q||^2 term cancels
     dist = ((mk.unsqueeze(3) - q.unsqueeze(2)) ** 2).sum(1)

@@ -209,28 +209,44 @@ class HistoricalPromptNetwork(nn.Module):
         self.encoder = MemoryEncoder(feature_dim, value_dim)
 
 
+def to_tokens(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) map -> (B, H*W, C) tokens, the layout memory is stored in."""
+    return x.flatten(2).transpose(1, 2)
+
+
+READOUT_CHUNK_ELEMENTS = 8 * 1024 * 1024  # affinity entries per chunk: bounds the temporary to ~32 MB
+
+
 def read_memory(memory_keys: torch.Tensor, memory_values: torch.Tensor,
                 query_key: torch.Tensor, query_value: torch.Tensor) -> torch.Tensor:
     """Historical prompt from a memory read-out.
 
+    The affinity of memory position n to query position q is ``(2 k_n.q - |k_n|^2) / sqrt(Ck)``,
+    i.e. the negative squared L2 distance up to a per-query constant that cancels in the softmax
+    over memory positions. Computed query-major in chunks of query positions, so the softmax runs
+    over contiguous memory and the affinity matrix never has to exist in full.
+
     Args:
-        memory_keys: (B, Ck, N) keys of all memory positions (N = frames x H x W).
-        memory_values: (B, Cv, N).
+        memory_keys: (B, N, Ck) keys of all memory positions (N = frames x H x W).
+        memory_values: (B, N, Cv).
         query_key: (B, Ck, H, W) key of the current frame.
         query_value: (B, Cv, H, W) compressed features of the current frame.
 
     Returns:
         (B, 2 Cv, H, W): the affinity-weighted memory values, then ``query_value``.
     """
-    B, Ck, _ = memory_keys.shape
+    B, N, Ck = memory_keys.shape
     _, Cv, H, W = query_value.shape
-    q = query_key.flatten(2)
-    # negative squared L2 distance up to a per-query constant (cancels in the softmax)
-    sq_norm = memory_keys.pow(2).sum(1).unsqueeze(2)
-    affinity = (2 * memory_keys.transpose(1, 2) @ q - sq_norm) / math.sqrt(Ck)
-    affinity = affinity.softmax(dim=1)  # over memory positions
-    readout = torch.bmm(memory_values, affinity.to(memory_values.dtype)).view(B, Cv, H, W)
-    return torch.cat([readout, query_value], dim=1)
+    queries = to_tokens(query_key).to(memory_keys.dtype)
+    bias = (-memory_keys.float().pow(2).sum(-1) / math.sqrt(Ck)).to(memory_keys.dtype).unsqueeze(1)
+    keys_t = memory_keys.transpose(1, 2)
+    chunk = max(1, READOUT_CHUNK_ELEMENTS // N)
+    parts = []
+    for start in range(0, H * W, chunk):
+        logits = torch.baddbmm(bias, queries[:, start:start + chunk], keys_t, alpha=2 / math.sqrt(Ck))
+        parts.append(torch.bmm(logits.softmax(dim=-1).to(memory_values.dtype), memory_values))
+    readout = torch.cat(parts, dim=1).transpose(1, 2).reshape(B, Cv, H, W)
+    return torch.cat([readout.to(query_value.dtype), query_value], dim=1)
 
 
 class MemoryBank:
@@ -256,14 +272,14 @@ class MemoryBank:
         if len(self._keys) == self.capacity:
             self._keys.pop(0)
             self._values.pop(0)
-        self._keys.append(key.flatten(2))
-        self._values.append(value.flatten(2))
+        self._keys.append(to_tokens(key))
+        self._values.append(to_tokens(value))
         self._cat = None
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """All keys (B, Ck, N) and values (B, Cv, N), oldest frame first."""
+        """All keys (B, N, Ck) and values (B, N, Cv), oldest frame first."""
         if not self._keys:
             raise RuntimeError("the memory bank is empty")
         if self._cat is None:
-            self._cat = (torch.cat(self._keys, dim=2), torch.cat(self._values, dim=2))
+            self._cat = (torch.cat(self._keys, dim=1), torch.cat(self._values, dim=1))
         return self._cat

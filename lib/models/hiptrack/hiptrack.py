@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lib.models.hip.historical_prompt import (HistoricalPromptNetwork, KeyProjection, MemoryBank, ResBlock,
-                                              read_memory)
+                                              read_memory, to_tokens)
 from lib.models.hiptrack.pretrained import load_pretrained, resolve_pretrained_path
 from lib.models.hiptrack.vit_ce import VisionTransformerCE, build_vit_ce
 from lib.models.layers.head import CenterPredictor
@@ -134,7 +134,7 @@ class HIPTrack(nn.Module):
     def _decode(self, tokens: torch.Tensor, removed: list[torch.Tensor],
                 memory_keys: torch.Tensor, memory_values: torch.Tensor
                 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-        """Read memory with this frame's key and predict; returns outputs, search map and key."""
+        """Read memory ((B, N, Ck) keys, (B, N, Cv) values) and predict; returns outputs, search map, key."""
         search_map = self.search_map(tokens)
         key = self.key_proj(search_map)
         prompt = read_memory(memory_keys, memory_values, key, self.key_comp(search_map))
@@ -171,15 +171,14 @@ class HIPTrack(nn.Module):
         for t, x in enumerate(search):
             tokens, removed = self.backbone(None, x, ce_template_mask, ce_keep_rate, z_tokens=z_tokens)
             if t == 0:
-                mem_k, mem_v = self.template_memory(tokens, template_image, template_mask)
-                mem_k, mem_v = mem_k.flatten(2), mem_v.flatten(2)
+                mem_k, mem_v = map(to_tokens, self.template_memory(tokens, template_image, template_mask))
             else:
-                mem_k, mem_v = torch.cat(keys, dim=2), torch.cat(values, dim=2)
+                mem_k, mem_v = torch.cat(keys, dim=1), torch.cat(values, dim=1)
             out, search_map, key = self._decode(tokens, removed, mem_k, mem_v)
             outputs.append(out)
             if t < len(search) - 1:  # the last frame's memory would never be read
-                keys.append(key.flatten(2))
-                values.append(self.frame_value(x, search_map, out, removed).flatten(2))
+                keys.append(to_tokens(key))
+                values.append(to_tokens(self.frame_value(x, search_map, out, removed)))
         return outputs
 
     # ----------------------------------------------------------------------------- tracking
@@ -205,8 +204,8 @@ class HIPTrack(nn.Module):
         index = state.frame_index
         tokens, removed = self.backbone(None, search, state.template_mask, None, z_tokens=state.template_tokens)
         if self.schedule.reads_template(index) or len(state.memory) == 0:
-            mem_k, mem_v = self.template_memory(tokens, state.template_image, None, stem=state.template_stem)
-            mem_k, mem_v = mem_k.flatten(2), mem_v.flatten(2)
+            mem_k, mem_v = map(to_tokens, self.template_memory(tokens, state.template_image, None,
+                                                               stem=state.template_stem))
         else:
             mem_k, mem_v = state.memory.tensors()
         out, search_map, key = self._decode(tokens, removed, mem_k, mem_v)
