@@ -185,6 +185,7 @@ def test_original_trainer_checkpoint_loads_strictly_into_vit_b(tmp_path, monkeyp
     model.load_state_dict(state, strict=True)
     own = model.state_dict()
     assert all(torch.equal(own[k], v) for k, v in net.items())
+    path.unlink()  # 350 MB; pytest keeps the tmp folders of recent runs
 
 
 def os_system_payload(marker: Path):
@@ -238,6 +239,16 @@ def test_read_checkpoint_never_calls_pickled_functions(tmp_path, monkeypatch):
     assert calls == []
     assert obj["hook"] != "ran" and type(obj["hook"]).__qualname__ == "on_load"
     assert torch.equal(obj["net"]["w"], torch.ones(2))
+
+
+def test_legacy_format_files(tmp_path, monkeypatch):
+    plain = tmp_path / "legacy.pth"
+    torch.save({"net": {"w": torch.ones(2)}}, plain, _use_new_zipfile_serialization=False)
+    assert torch.equal(read_checkpoint(plain)["net"]["w"], torch.ones(2))
+    with_objects = tmp_path / "legacy_trainer.pth.tar"
+    torch.save(trainer_checkpoint(monkeypatch, {"w": torch.ones(2)}), with_objects, _use_new_zipfile_serialization=False)
+    with pytest.raises(CheckpointError, match="legacy-format.*lib.train.admin"):
+        read_checkpoint(with_objects)
 
 
 def test_read_checkpoint_missing_file(tmp_path):

@@ -146,6 +146,10 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt input surfaces as UnpicklingError, RuntimeError, EOFError, KeyError ...
+        if "Unsupported global" in str(e):  # only a legacy-format file gets here with pickled classes
+            raise CheckpointError(f"{path} is a legacy-format (torch < 1.6) checkpoint holding pickled objects: "
+                                  f"{_reason(e).split(' Please use')[0]}; only zip-format files can be read "
+                                  "with placeholders") from e
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (corrupt or truncated?): "
                               f"{_reason(e)}") from e
 

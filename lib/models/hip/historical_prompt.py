@@ -168,7 +168,8 @@ class MemoryEncoder(nn.Module):
         The extra mask input channel of ``conv1`` gets an orthogonal init, as the original did
         with its ImageNet download; conv biases (absent in torchvision) stay zero.
         """
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        from lib.utils.checkpoint import extract_state_dict, read_checkpoint
+        state, _ = extract_state_dict(read_checkpoint(path), path)
         own = self.state_dict()
         loaded = []
         for name, value in state.items():
@@ -185,7 +186,13 @@ class MemoryEncoder(nn.Module):
         if not loaded:
             raise ValueError(f"{path} holds no ResNet-18 stem weights (conv1, bn1, layer1-3)")
         self.load_state_dict(own)
+        conv_biases = {f"{name}.bias" for name, m in self.named_modules() if isinstance(m, nn.Conv2d)}
+        missing = [k for k in own if not k.startswith("fuser") and k not in loaded and k not in conv_biases
+                   and not k.endswith("num_batches_tracked")]
         logger.info("memory encoder stem: loaded %d tensors from %s", len(loaded), path)
+        if missing:
+            logger.warning("memory encoder stem: %d tensors not in %s keep their init: %s", len(missing), path,
+                           ", ".join(missing))
 
 
 class KeyProjection(nn.Module):
