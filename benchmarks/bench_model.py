@@ -60,12 +60,14 @@ def inputs(cfg, frames: int, seed: int = 0):
 
 
 def fill_memory(model, state, frames: int) -> None:
-    """Write ``frames`` memory entries of the right shape (contents do not affect timing)."""
+    """Write ``frames`` memory entries of the right shape and dtype (contents do not affect timing)."""
     grid = model.search_grid
     key_dim = model.key_proj.key_proj.out_channels
     value_dim = model.key_comp.out_channels
+    dtype = state.memory.tensors()[0].dtype  # what the model itself wrote (bf16 under autocast)
     for _ in range(frames):
-        state.memory.write(torch.randn(1, key_dim, grid, grid), torch.randn(1, value_dim, grid, grid))
+        state.memory.write(torch.randn(1, key_dim, grid, grid, dtype=dtype),
+                           torch.randn(1, value_dim, grid, grid, dtype=dtype))
 
 
 def time_tracking(model, cfg, precision: str, full: bool, frames: int) -> tuple[float, torch.Tensor]:
@@ -113,7 +115,8 @@ def main() -> None:
     parser.add_argument("--config", default="hiptrack_got", help="experiment name or YAML path")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--frames", type=int, default=7, help="timed tracking frames per setting")
-    parser.add_argument("--train-steps", type=int, default=2, help="timed training steps (after one warm-up)")
+    parser.add_argument("--train-steps", type=int, default=2,
+                        help="timed training steps after one warm-up (0: skip the training step)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_config(resolve_experiment_config(args.config), opts=["MODEL.PRETRAIN_FILE="])
@@ -165,6 +168,8 @@ def main() -> None:
         print(f"  bf16 vs fp32 boxes ({'full' if full else 'empty'} bank): min IoU {ious.min():.3f}, "
               f"mean {ious.mean():.3f} (target >= 0.98)")
 
+    if args.train_steps < 1:
+        return
     step = time_train_step(cfg, args.train_steps)
     print(f"\ntraining step, batch 1, {cfg.DATA.SEARCH.NUMBER} search frames, backbone frozen: {step:.2f} s "
           f"({step / ORIGINAL_TRAIN_STEP_S[0]:.2f}x the original's {ORIGINAL_TRAIN_STEP_S[0]}-{ORIGINAL_TRAIN_STEP_S[1]} s)")

@@ -111,8 +111,9 @@ def test_memory_bank_is_fifo_and_capped():
     bank = MemoryBank(capacity=3)
     for i in range(5):
         bank.write(torch.full((1, 2, 2, 2), float(i)), torch.full((1, 3, 2, 2), float(i)))
-    keys, values = bank.tensors()
+    keys, values, norms = bank.tensors()
     assert len(bank) == 3
+    assert torch.allclose(norms, keys.pow(2).sum(-1))
     assert keys.shape == (1, 12, 2) and values.shape == (1, 12, 3)
     assert keys[0, :, 0].view(3, 4)[:, 0].tolist() == [2.0, 3.0, 4.0]
     with pytest.raises(ValueError):

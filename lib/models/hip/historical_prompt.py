@@ -224,35 +224,46 @@ def to_tokens(x: torch.Tensor) -> torch.Tensor:
 READOUT_CHUNK_ELEMENTS = 8 * 1024 * 1024  # affinity entries per chunk: bounds the temporary to ~32 MB
 
 
-def read_memory(memory_keys: torch.Tensor, memory_values: torch.Tensor,
-                query_key: torch.Tensor, query_value: torch.Tensor) -> torch.Tensor:
+def key_norms(memory_keys: torch.Tensor) -> torch.Tensor:
+    """Squared L2 norm of each memory key, (B, N, Ck) -> (B, N) float32."""
+    return memory_keys.float().pow(2).sum(-1)
+
+
+def read_memory(memory_keys: torch.Tensor, memory_values: torch.Tensor, query_key: torch.Tensor,
+                query_value: torch.Tensor, memory_key_norms: torch.Tensor | None = None) -> torch.Tensor:
     """Historical prompt from a memory read-out.
 
     The affinity of memory position n to query position q is ``(2 k_n.q - |k_n|^2) / sqrt(Ck)``,
     i.e. the negative squared L2 distance up to a per-query constant that cancels in the softmax
     over memory positions. Computed query-major in chunks of query positions, so the softmax runs
-    over contiguous memory and the affinity matrix never has to exist in full.
+    over contiguous memory and the affinity matrix never has to exist in full. Runs in the dtype
+    of the memory (bf16 memory: bf16 matrix products, softmax accumulated in fp32).
 
     Args:
         memory_keys: (B, N, Ck) keys of all memory positions (N = frames x H x W).
         memory_values: (B, N, Cv).
         query_key: (B, Ck, H, W) key of the current frame.
         query_value: (B, Cv, H, W) compressed features of the current frame.
+        memory_key_norms: (B, N) ``key_norms(memory_keys)`` if already known.
 
     Returns:
         (B, 2 Cv, H, W): the affinity-weighted memory values, then ``query_value``.
     """
     B, N, Ck = memory_keys.shape
     _, Cv, H, W = query_value.shape
-    queries = to_tokens(query_key).to(memory_keys.dtype)
-    bias = (-memory_keys.float().pow(2).sum(-1) / math.sqrt(Ck)).to(memory_keys.dtype).unsqueeze(1)
-    keys_t = memory_keys.transpose(1, 2)
-    chunk = max(1, READOUT_CHUNK_ELEMENTS // N)
-    parts = []
-    for start in range(0, H * W, chunk):
-        logits = torch.baddbmm(bias, queries[:, start:start + chunk], keys_t, alpha=2 / math.sqrt(Ck))
-        parts.append(torch.bmm(logits.softmax(dim=-1).to(memory_values.dtype), memory_values))
-    readout = torch.cat(parts, dim=1).transpose(1, 2).reshape(B, Cv, H, W)
+    dtype = memory_keys.dtype
+    norms = key_norms(memory_keys) if memory_key_norms is None else memory_key_norms
+    with torch.autocast(device_type=memory_keys.device.type, enabled=False):
+        bias = (-norms / math.sqrt(Ck)).to(dtype).unsqueeze(1)
+        queries = to_tokens(query_key).to(dtype)
+        keys_t = memory_keys.transpose(1, 2)
+        values = memory_values.to(dtype)
+        chunk = max(1, READOUT_CHUNK_ELEMENTS // N)
+        parts = []
+        for start in range(0, H * W, chunk):
+            logits = torch.baddbmm(bias, queries[:, start:start + chunk], keys_t, alpha=2 / math.sqrt(Ck))
+            parts.append(torch.bmm(logits.softmax(dim=-1), values))
+        readout = torch.cat(parts, dim=1).transpose(1, 2).reshape(B, Cv, H, W)
     return torch.cat([readout.to(query_value.dtype), query_value], dim=1)
 
 
@@ -269,7 +280,8 @@ class MemoryBank:
         self.capacity = capacity
         self._keys: list[torch.Tensor] = []
         self._values: list[torch.Tensor] = []
-        self._cat: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._norms: list[torch.Tensor] = []
+        self._cat: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -277,16 +289,17 @@ class MemoryBank:
     def write(self, key: torch.Tensor, value: torch.Tensor) -> None:
         """Append one frame's key (B, Ck, H, W) and value (B, Cv, H, W); evict the oldest when full."""
         if len(self._keys) == self.capacity:
-            self._keys.pop(0)
-            self._values.pop(0)
+            for entries in (self._keys, self._values, self._norms):
+                entries.pop(0)
         self._keys.append(to_tokens(key))
         self._values.append(to_tokens(value))
+        self._norms.append(key_norms(self._keys[-1]))
         self._cat = None
 
-    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """All keys (B, N, Ck) and values (B, N, Cv), oldest frame first."""
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """All keys (B, N, Ck), values (B, N, Cv) and key norms (B, N), oldest frame first."""
         if not self._keys:
             raise RuntimeError("the memory bank is empty")
         if self._cat is None:
-            self._cat = (torch.cat(self._keys, dim=1), torch.cat(self._values, dim=1))
+            self._cat = tuple(torch.cat(entries, dim=1) for entries in (self._keys, self._values, self._norms))
         return self._cat

@@ -131,13 +131,13 @@ class HIPTrack(nn.Module):
         fmap = self.template_map(tokens)
         return self.key_proj(fmap), self.HIP.encoder(template_image, fmap, mask, stem=stem)
 
-    def _decode(self, tokens: torch.Tensor, removed: list[torch.Tensor],
-                memory_keys: torch.Tensor, memory_values: torch.Tensor
+    def _decode(self, tokens: torch.Tensor, removed: list[torch.Tensor], memory_keys: torch.Tensor,
+                memory_values: torch.Tensor, memory_key_norms: torch.Tensor | None = None
                 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         """Read memory ((B, N, Ck) keys, (B, N, Cv) values) and predict; returns outputs, search map, key."""
         search_map = self.search_map(tokens)
         key = self.key_proj(search_map)
-        prompt = read_memory(memory_keys, memory_values, key, self.key_comp(search_map))
+        prompt = read_memory(memory_keys, memory_values, key, self.key_comp(search_map), memory_key_norms)
         out = self.predict(search_map, prompt)
         out["removed_indexes_s"] = removed
         out["backbone_feat"] = tokens
@@ -206,9 +206,10 @@ class HIPTrack(nn.Module):
         if self.schedule.reads_template(index) or len(state.memory) == 0:
             mem_k, mem_v = map(to_tokens, self.template_memory(tokens, state.template_image, None,
                                                                stem=state.template_stem))
+            norms = None
         else:
-            mem_k, mem_v = state.memory.tensors()
-        out, search_map, key = self._decode(tokens, removed, mem_k, mem_v)
+            mem_k, mem_v, norms = state.memory.tensors()
+        out, search_map, key = self._decode(tokens, removed, mem_k, mem_v, norms)
         if self.schedule.writes(index):
             state.memory.write(key, self.frame_value(search, search_map, out, removed))
         return out
