@@ -42,6 +42,16 @@ _MODEL = {
     "NEW_HIP": Key(True, "use the historical prompt network; must be True "
                          "(the original crashes with False)"),
     "MAX_MEM": Key(150, "historical memory capacity in frames"),
+    "HIDDEN_DIM": Key(768, "channels of the backbone features that the heads read; must equal the "
+                           "embed dim of BACKBONE.TYPE (768 ViT-B, 1024 ViT-L, 64 vit_tiny_test_ce)"),
+    "CLS_HEAD": {
+        "ENABLED": Key(False, "add the maritime-challenge classification head (HIPTrack-CLS)"),
+        "NUM_CLASSES": Key(10, "challenge classes (0 Occlusion ... 9 Normal)"),
+        "HIDDEN_DIM": Key(512, "hidden width of the classification MLP"),
+        "DROPOUT": Key(0.1, "dropout after the hidden layer of the classification MLP"),
+        "FUSION": Key(False, "add a projection of the classification features to the map the box head "
+                             "reads (boxes then depend on the head); False = box path exactly HIPTrack's"),
+    },
     "BACKBONE": {
         "TYPE": Key("vit_base_patch16_224_ce",
                     "backbone architecture (registered ViT with candidate elimination)",
@@ -90,6 +100,22 @@ _TRAIN = {
     "CE_START_EPOCH": Key(20, "epoch at which the candidate-elimination keep ratio starts to decrease"),
     "CE_WARM_EPOCH": Key(80, "epochs over which the keep ratio decreases from 1 to CE_KEEP_RATIO"),
     "DROP_PATH_RATE": Key(0.1, "stochastic depth rate of the ViT backbone"),
+    "CLS_WEIGHT": Key(0.1, "weight of the classification loss in the total loss"),
+    "CLS_LOSS_TYPE": Key("CE", "classification loss: CE, FOCAL or LABEL_SMOOTH",
+                         choices=("CE", "FOCAL", "LABEL_SMOOTH")),
+    "CLS_FOCAL_ALPHA": Key(0.25, "FOCAL: scale of the focal loss"),
+    "CLS_FOCAL_GAMMA": Key(2.0, "FOCAL: focusing exponent (0 = cross-entropy)"),
+    "CLS_LABEL_SMOOTHING": Key(0.1, "LABEL_SMOOTH: probability mass spread over all classes"),
+    "CLS_CLASS_WEIGHTS": Key([], "per-class loss weights (NUM_CLASSES entries); empty = all 1",
+                             elem_type=float),
+    "FREEZE_CLS_EPOCH": Key(-1, "freeze the classification head from this epoch on; -1 = never"),
+    "TWO_STAGE": Key(False, "stage 1 trains the classification head, stage 2 fine-tunes everything"),
+    "STAGE1_EPOCHS": Key(30, "TWO_STAGE: epochs of stage 1"),
+    "STAGE1_LR": Key(1e-3, "TWO_STAGE: learning rate of stage 1"),
+    "STAGE2_EPOCHS": Key(20, "TWO_STAGE: epochs of stage 2 (EPOCH must be STAGE1_EPOCHS + STAGE2_EPOCHS)"),
+    "STAGE2_LR": Key(1e-5, "TWO_STAGE: learning rate of stage 2"),
+    "FREEZE_BACKBONE_STAGE1": Key(True, "TWO_STAGE: in stage 1 freeze everything but the classification "
+                                        "head; False also trains the backbone in stage 1"),
     "SCHEDULER": {
         "TYPE": Key("step", "LR scheduler: step (StepLR every LR_DROP_EPOCH) or Mstep (MultiStepLR)",
                     choices=("step", "Mstep")),
@@ -108,6 +134,8 @@ def _data_split(datasets: str, samples: int) -> dict[str, Key]:
         "DATASETS_RATIO": Key([1.0], "relative sampling weight of each dataset "
                                      "(same length as DATASETS_NAME)"),
         "SAMPLE_PER_EPOCH": Key(samples, "samples drawn per epoch"),
+        "CLS_ANN_DIR": Key("", "folder of challenge labels <dir>/<seq>/<seq>.jsonl; empty = unlabeled "
+                               "(frames get the ignore label -100)"),
     }
 
 
@@ -276,6 +304,20 @@ def _check_model(cfg: CfgNode) -> Iterator[str]:
         yield f"MODEL.BACKBONE.CE_LOC must be non-negative and strictly increasing, got {ce_loc}"
     if not all(0 < r <= 1 for r in keep):
         yield f"MODEL.BACKBONE.CE_KEEP_RATIO entries must be in (0, 1], got {keep}"
+    yield from _check_cls_head(cfg)
+
+
+def _check_cls_head(cfg: CfgNode) -> Iterator[str]:
+    """Classification head sizes and the options that need the head."""
+    head = cfg.MODEL.CLS_HEAD
+    yield from _at_least(cfg, 1, "MODEL.HIDDEN_DIM", "MODEL.CLS_HEAD.HIDDEN_DIM")
+    yield from _at_least(cfg, 2, "MODEL.CLS_HEAD.NUM_CLASSES")
+    if not 0 <= head.DROPOUT < 1:
+        yield f"MODEL.CLS_HEAD.DROPOUT must be in [0, 1), got {head.DROPOUT}"
+    if not head.ENABLED:
+        for key, on in (("MODEL.CLS_HEAD.FUSION", head.FUSION), ("TRAIN.TWO_STAGE", cfg.TRAIN.TWO_STAGE)):
+            if on:
+                yield f"{key} needs the classification head: set MODEL.CLS_HEAD.ENABLED: True"
 
 
 def _check_train(cfg: CfgNode) -> Iterator[str]:
@@ -291,11 +333,35 @@ def _check_train(cfg: CfgNode) -> Iterator[str]:
     layers = cfg.TRAIN.FREEZE_LAYERS
     if any(i < 0 for i in layers) or len(set(layers)) != len(layers):
         yield f"TRAIN.FREEZE_LAYERS must hold distinct non-negative block indices, got {layers}"
+    yield from _check_cls_training(cfg)
     milestones = cfg.TRAIN.SCHEDULER.MILESTONES
     if cfg.TRAIN.SCHEDULER.TYPE == "Mstep" and not milestones:
         yield "TRAIN.SCHEDULER.MILESTONES must be non-empty when TRAIN.SCHEDULER.TYPE is Mstep"
     if any(m < 1 for m in milestones) or not _strictly_increasing(milestones):
         yield f"TRAIN.SCHEDULER.MILESTONES must be positive and strictly increasing, got {milestones}"
+
+
+def _check_cls_training(cfg: CfgNode) -> Iterator[str]:
+    """Classification loss settings and the two-stage schedule."""
+    train = cfg.TRAIN
+    yield from _at_least(cfg, 0, "TRAIN.CLS_WEIGHT", "TRAIN.CLS_FOCAL_GAMMA")
+    yield from _positive(cfg, "TRAIN.CLS_FOCAL_ALPHA")
+    if not 0 <= train.CLS_LABEL_SMOOTHING < 1:
+        yield f"TRAIN.CLS_LABEL_SMOOTHING must be in [0, 1), got {train.CLS_LABEL_SMOOTHING}"
+    weights = train.CLS_CLASS_WEIGHTS
+    if weights and len(weights) != cfg.MODEL.CLS_HEAD.NUM_CLASSES:
+        yield (f"TRAIN.CLS_CLASS_WEIGHTS has {len(weights)} entries, MODEL.CLS_HEAD.NUM_CLASSES is "
+               f"{cfg.MODEL.CLS_HEAD.NUM_CLASSES}")
+    if weights and (any(w < 0 for w in weights) or sum(weights) <= 0):
+        yield f"TRAIN.CLS_CLASS_WEIGHTS must be non-negative with a positive sum, got {weights}"
+    if train.FREEZE_CLS_EPOCH == 0 or train.FREEZE_CLS_EPOCH < -1:
+        yield f"TRAIN.FREEZE_CLS_EPOCH must be -1 (never) or an epoch >= 1, got {train.FREEZE_CLS_EPOCH}"
+    if train.TWO_STAGE:
+        yield from _at_least(cfg, 1, "TRAIN.STAGE1_EPOCHS", "TRAIN.STAGE2_EPOCHS")
+        yield from _positive(cfg, "TRAIN.STAGE1_LR", "TRAIN.STAGE2_LR")
+        if train.EPOCH != train.STAGE1_EPOCHS + train.STAGE2_EPOCHS:
+            yield (f"TRAIN.EPOCH ({train.EPOCH}) must equal TRAIN.STAGE1_EPOCHS + TRAIN.STAGE2_EPOCHS "
+                   f"({train.STAGE1_EPOCHS} + {train.STAGE2_EPOCHS}) when TRAIN.TWO_STAGE is True")
 
 
 def _check_data(cfg: CfgNode) -> Iterator[str]:

@@ -26,7 +26,7 @@ from torch import nn
 
 from lib.models.hip.historical_prompt import (HistoricalPromptNetwork, KeyProjection, MemoryBank, ResBlock,
                                               read_memory, to_tokens)
-from lib.models.hiptrack.pretrained import load_pretrained, resolve_pretrained_path
+from lib.models.hiptrack.pretrained import LoadReport, load_pretrained, resolve_pretrained_path
 from lib.models.hiptrack.vit_ce import VisionTransformerCE, build_vit_ce
 from lib.models.layers.head import CenterPredictor
 from lib.utils.box_ops import box_masks, kept_patch_masks, normalized_cxcywh_to_pixel_xyxy, \
@@ -101,9 +101,10 @@ class HIPTrack(nn.Module):
     def upsample(x: torch.Tensor, size: int) -> torch.Tensor:
         return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=True)
 
-    def predict(self, search_map: torch.Tensor, prompt: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Fuse the prompt into the search features and run the box head."""
-        return self.box_head(self.searchRegionFusion(search_map + prompt))
+    def predict_boxes(self, fused_map: torch.Tensor, tokens: torch.Tensor,
+                      removed: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Box head on the prompt-fused search map (B, C, Gs, Gs); subclasses add heads here."""
+        return self.box_head(fused_map)
 
     def target_mask(self, pred_boxes: torch.Tensor, removed: list[torch.Tensor], size: int) -> torch.Tensor:
         """(B, 1, size, size) mask of the predicted box with CE-eliminated patches blanked."""
@@ -138,7 +139,7 @@ class HIPTrack(nn.Module):
         search_map = self.search_map(tokens)
         key = self.key_proj(search_map)
         prompt = read_memory(memory_keys, memory_values, key, self.key_comp(search_map), memory_key_norms)
-        out = self.predict(search_map, prompt)
+        out = self.predict_boxes(self.searchRegionFusion(search_map + prompt), tokens, removed)
         out["removed_indexes_s"] = removed
         out["backbone_feat"] = tokens
         return out, search_map, key
@@ -215,13 +216,8 @@ class HIPTrack(nn.Module):
         return out
 
 
-def build_hiptrack(cfg, training: bool = True) -> HIPTrack:
-    """Build HIPTrack from a config (see ``lib/config/hiptrack/config.py``).
-
-    With ``training=True`` the backbone uses ``TRAIN.DROP_PATH_RATE`` and the weights named by
-    ``MODEL.PRETRAIN_FILE`` / ``MODEL.HIP.ENCODER_PRETRAINED`` are loaded; for testing the
-    tracker loads its own checkpoint afterwards, so nothing is loaded here.
-    """
+def hiptrack_parts(cfg, training: bool) -> dict:
+    """Constructor arguments of ``HIPTrack`` from a config (checks MODEL.HIDDEN_DIM and STRIDE)."""
     model_cfg = cfg.MODEL
     backbone = build_vit_ce(model_cfg.BACKBONE.TYPE, cfg.DATA.TEMPLATE.SIZE, cfg.DATA.SEARCH.SIZE,
                             ce_loc=list(model_cfg.BACKBONE.CE_LOC), ce_keep_ratio=list(model_cfg.BACKBONE.CE_KEEP_RATIO),
@@ -229,13 +225,33 @@ def build_hiptrack(cfg, training: bool = True) -> HIPTrack:
     if backbone.patch_size != model_cfg.BACKBONE.STRIDE:
         raise ValueError(f"MODEL.BACKBONE.STRIDE={model_cfg.BACKBONE.STRIDE} but {model_cfg.BACKBONE.TYPE} "
                          f"has patch size {backbone.patch_size}")
+    if backbone.embed_dim != model_cfg.HIDDEN_DIM:
+        raise ValueError(f"MODEL.HIDDEN_DIM={model_cfg.HIDDEN_DIM} but {model_cfg.BACKBONE.TYPE} produces "
+                         f"{backbone.embed_dim}-channel features: set MODEL.HIDDEN_DIM: {backbone.embed_dim}")
     schedule = MemorySchedule(max_mem=model_cfg.MAX_MEM, update_interval=cfg.TEST.UPDATE_INTERVAL,
                               warmup_frames=cfg.TEST.WARMUP_FRAMES,
                               warmup_write_frames=tuple(cfg.TEST.WARMUP_WRITE_FRAMES))
-    model = HIPTrack(backbone, head_channels=model_cfg.HEAD.NUM_CHANNELS, key_dim=model_cfg.HIP.KEY_DIM,
-                     schedule=schedule)
-    if training and model_cfg.HIP.ENCODER_PRETRAINED:
-        model.HIP.encoder.load_torchvision_resnet18(resolve_pretrained_path(model_cfg.HIP.ENCODER_PRETRAINED))
-    if training and model_cfg.PRETRAIN_FILE:
-        load_pretrained(model, resolve_pretrained_path(model_cfg.PRETRAIN_FILE))
+    return {"backbone": backbone, "head_channels": model_cfg.HEAD.NUM_CHANNELS, "key_dim": model_cfg.HIP.KEY_DIM,
+            "schedule": schedule}
+
+
+def load_initial_weights(model: HIPTrack, cfg) -> LoadReport | None:
+    """Load ``MODEL.HIP.ENCODER_PRETRAINED`` and ``MODEL.PRETRAIN_FILE`` (training only)."""
+    if cfg.MODEL.HIP.ENCODER_PRETRAINED:
+        model.HIP.encoder.load_torchvision_resnet18(resolve_pretrained_path(cfg.MODEL.HIP.ENCODER_PRETRAINED))
+    if cfg.MODEL.PRETRAIN_FILE:
+        return load_pretrained(model, resolve_pretrained_path(cfg.MODEL.PRETRAIN_FILE))
+    return None
+
+
+def build_hiptrack(cfg, training: bool = True) -> HIPTrack:
+    """Build HIPTrack from a config (see ``lib/config/hiptrack/config.py``).
+
+    With ``training=True`` the backbone uses ``TRAIN.DROP_PATH_RATE`` and the weights named by
+    ``MODEL.PRETRAIN_FILE`` / ``MODEL.HIP.ENCODER_PRETRAINED`` are loaded; for testing the
+    tracker loads its own checkpoint afterwards, so nothing is loaded here.
+    """
+    model = HIPTrack(**hiptrack_parts(cfg, training))
+    if training:
+        load_initial_weights(model, cfg)
     return model

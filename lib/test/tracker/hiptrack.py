@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lib.models.hiptrack.hiptrack import HIPTrack, TrackingState, build_hiptrack
+from lib.models import build_model
+from lib.models.hiptrack.hiptrack import HIPTrack, TrackingState
 from lib.utils.checkpoint import CheckpointError, extract_state_dict, read_checkpoint
 from lib.utils.crop import box_to_crop, clip_box, sample_target
 
@@ -48,7 +49,7 @@ def template_ce_mask(cfg, grid: int, batch: int = 1, device: torch.device | str 
 
 def load_network(cfg, checkpoint: str | Path, device: torch.device | str = "cpu") -> HIPTrack:
     """Build the network for testing and load a checkpoint strictly (missing keys are an error)."""
-    network = build_hiptrack(cfg, training=False)
+    network = build_model(cfg, training=False)
     state, kind = extract_state_dict(read_checkpoint(checkpoint), checkpoint)
     if kind != "tracker":
         raise CheckpointError(f"{checkpoint} is a backbone-only checkpoint; testing needs a tracker checkpoint "
