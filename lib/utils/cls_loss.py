@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 CLASS_NAMES: tuple[str, ...] = (
@@ -140,7 +139,7 @@ class ChallengeLoss(nn.Module):
             else:
                 # 1 - p_t via expm1 keeps precision for confident frames; the floor keeps the
                 # gradient of (1 - p_t)^gamma finite at p_t == 1 when 0 < gamma < 1.
-                one_minus_pt = -torch.expm1(-nll)
+                one_minus_pt = (-torch.expm1(-nll)).clamp_min(torch.finfo(dtype).tiny)
                 numer = sample_weights * self.focal_alpha * one_minus_pt.pow(self.focal_gamma) * nll
 
             # where(), not multiplication: masked entries contribute exactly 0 to value and grad.
