@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from conftest import make_tiny_cfg
+from lib.config.hiptrack import EXPERIMENTS_DIR, load_config
+from lib.models import build_model
 from lib.models.hip import historical_prompt
 from lib.models.hip.historical_prompt import MemoryBank, read_memory
 from lib.models.hiptrack.hiptrack import MemorySchedule, build_hiptrack
@@ -204,3 +206,11 @@ def test_parameter_count_of_vit_b_matches_original():
     assert count["box_head"] == 6_474_117
     assert count["HIP"] == 13_868_219
     assert sum(count.values()) == 120_410_880
+
+
+@pytest.mark.parametrize("yaml_path", sorted((EXPERIMENTS_DIR / "hiptrack").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_config_builds_its_model(yaml_path):
+    cfg = load_config(yaml_path)
+    model = build_model(cfg, training=False)
+    assert model.backbone.embed_dim == cfg.MODEL.HIDDEN_DIM
+    assert hasattr(model, "cls_head") == cfg.MODEL.CLS_HEAD.ENABLED
