@@ -93,6 +93,10 @@ _TRAIN = {
     "FREEZE_BACKBONE": Key(True, "freeze the whole ViT backbone, as the original does"),
     "FREEZE_LAYERS": Key([], "indices of backbone blocks to freeze when FREEZE_BACKBONE is False",
                          elem_type=int),
+    "SEED": Key(42, "random seed of a run (the command line's --seed overrides it)"),
+    "SAVE_INTERVAL": Key(1, "write a checkpoint every this many epochs (the last epoch always)"),
+    "KEEP_CHECKPOINTS": Key(0, "keep only the newest N epoch checkpoints; 0 = keep all"),
+    "MAX_NONFINITE_STEPS": Key(10, "stop after this many consecutive NaN / inf losses (each is skipped)"),
     "PRINT_INTERVAL": Key(50, "log training statistics every this many iterations"),
     "VAL_EPOCH_INTERVAL": Key(20, "run validation every this many epochs"),
     "GRAD_CLIP_NORM": Key(0.1, "max gradient norm for clipping; 0 disables clipping"),
@@ -327,7 +331,9 @@ def _check_train(cfg: CfgNode) -> Iterator[str]:
                          "TRAIN.GIOU_WEIGHT", "TRAIN.L1_WEIGHT", "TRAIN.GRAD_CLIP_NORM",
                          "TRAIN.CE_START_EPOCH", "TRAIN.CE_WARM_EPOCH", "TRAIN.DROP_PATH_RATE")
     yield from _at_least(cfg, 1, "TRAIN.EPOCH", "TRAIN.LR_DROP_EPOCH", "TRAIN.BATCH_SIZE",
-                         "TRAIN.PRINT_INTERVAL", "TRAIN.VAL_EPOCH_INTERVAL")
+                         "TRAIN.PRINT_INTERVAL", "TRAIN.VAL_EPOCH_INTERVAL", "TRAIN.SAVE_INTERVAL",
+                         "TRAIN.MAX_NONFINITE_STEPS")
+    yield from _at_least(cfg, 0, "TRAIN.KEEP_CHECKPOINTS", "TRAIN.SEED")
     if cfg.TRAIN.DROP_PATH_RATE >= 1:
         yield f"TRAIN.DROP_PATH_RATE must be < 1, got {cfg.TRAIN.DROP_PATH_RATE}"
     layers = cfg.TRAIN.FREEZE_LAYERS

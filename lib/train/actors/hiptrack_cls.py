@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from lib.test.tracker.hiptrack import template_ce_mask
 from lib.utils.box_ops import box_cxcywh_to_xyxy, box_xywh_to_xyxy
-from lib.utils.cls_loss import build_cls_loss, classification_accuracy
+from lib.utils.cls_loss import build_cls_loss, classification_accuracy, confusion_matrix
 from lib.utils.heatmap import gaussian_heatmaps
 from lib.utils.losses import center_focal_loss, paired_giou
 
@@ -81,7 +81,8 @@ class HIPTrackActor:
             cls_loss = self.cls_loss(logits, labels)
             loss = loss + train.CLS_WEIGHT * cls_loss
             correct, labeled = classification_accuracy(logits.detach(), labels)
-            stats.update({"Loss/classification": cls_loss.item(), "cls_correct": correct, "cls_labeled": labeled})
+            stats.update({"Loss/classification": cls_loss.item(), "cls_correct": correct, "cls_labeled": labeled,
+                          "cls_confusion": confusion_matrix(logits.detach(), labels, logits.shape[1])})
             if labeled:  # a batch without labels says nothing about accuracy
                 stats["Accuracy"] = correct / labeled
         stats["Loss/total"] = loss.item()

@@ -1,0 +1,349 @@
+"""The training loop: optimiser, schedule, stages, checkpoints, exact resume, logging.
+
+The actor turns a batch into ``(loss, stats)``; the trainer owns everything around it (the
+actor / trainer split of pytracking). Epochs are 1-based. A checkpoint is written at the end of
+an epoch and holds plain data only (weights, optimiser, scheduler, scaler, epoch, stage, RNG
+states, the config as a dict), so ``--resume`` continues exactly: with a fixed seed on CPU an
+interrupted-and-resumed run logs the same losses as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from lib.train.trainable import enter_train_mode, set_trainable, stage_learning_rate, trainable_summary, \
+    training_stage
+from lib.train.metrics import EpochMetrics
+from lib.utils.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_PATTERN = re.compile(r"HIPTrack_ep(\d{4,})\.pth\.tar$")
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where a run writes, OSTrack's layout: checkpoints/, logs/, tensorboard/ under save_dir."""
+    save_dir: Path
+    config_name: str
+    script: str = "hiptrack"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.save_dir / "checkpoints" / "train" / self.script / self.config_name
+
+    @property
+    def log_file(self) -> Path:
+        return self.save_dir / "logs" / f"{self.script}-{self.config_name}.log"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.save_dir / "tensorboard" / "train" / self.script / self.config_name
+
+    def checkpoint(self, epoch: int) -> Path:
+        return self.checkpoint_dir / f"HIPTrack_ep{epoch:04d}.pth.tar"
+
+
+def epoch_checkpoints(directory: Path) -> list[tuple[int, Path]]:
+    """(epoch, path) of the epoch checkpoints in ``directory``, oldest first."""
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := CHECKPOINT_PATTERN.match(p.name))]
+    return sorted(found)
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Process group facts of this process (single process: rank 0 of 1)."""
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def rng_state() -> dict:
+    """Python, NumPy and torch RNG states as plain data."""
+    np_state = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                       "has_gauss": int(np_state[3]), "gauss": float(np_state[4])}}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(_as_tuple(state["python"]))
+    torch.set_rng_state(state["torch"])
+    np_state = state["numpy"]
+    np.random.set_state(("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
+                         np_state["has_gauss"], np_state["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(value):
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+class Trainer:
+    """Runs epochs of training (and validation) for a HIPTrack(-CLS) model and its actor."""
+
+    def __init__(self, cfg, model: nn.Module, actor, train_loader, val_loader, paths: RunPaths,
+                 device: torch.device, dist_info: DistInfo = DistInfo(), set_loader_epoch=None) -> None:
+        self.cfg = cfg
+        self.model = model.to(device)
+        self.actor = actor
+        self.train_loader, self.val_loader = train_loader, val_loader
+        self.paths = paths
+        self.device = device
+        self.dist = dist_info
+        self.set_loader_epoch = set_loader_epoch or (lambda loader, epoch: None)
+        self.epoch = 0
+        self.stage: int | None = None
+        self.optimizer = None
+        self.scheduler = None
+        self.nonfinite_in_a_row = 0
+        self.nonfinite_total = 0
+        self.use_amp = bool(cfg.TRAIN.AMP)
+        # fp16 needs loss scaling; CPU autocast uses bf16, which does not
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and device.type == "cuda")
+        self.writers = self._tensorboard_writers() if dist_info.is_main else {}
+
+    # ------------------------------------------------------------------ setup
+    def _tensorboard_writers(self) -> dict:
+        from torch.utils.tensorboard import SummaryWriter
+        return {split: SummaryWriter(str(self.paths.tensorboard_dir / split)) for split in ("train", "val")}
+
+    def _trainable_parameters(self) -> tuple[list, list]:
+        backbone, rest = [], []
+        for name, p in self.model.named_parameters():
+            if p.requires_grad:
+                (backbone if name.startswith("backbone.") else rest).append(p)
+        return backbone, rest
+
+    def _enter_stage(self, stage: int, epoch: int) -> None:
+        """Set trainable parts for ``epoch`` and rebuild the optimiser / scheduler for ``stage``."""
+        set_trainable(self.model, self.cfg, epoch)
+        train = self.cfg.TRAIN
+        lr = stage_learning_rate(self.cfg, stage)
+        backbone, rest = self._trainable_parameters()
+        groups = [{"params": rest, "lr": lr, "name": "heads"}]
+        if backbone:
+            groups.append({"params": backbone, "lr": lr * train.BACKBONE_MULTIPLIER, "name": "backbone"})
+        self.optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=train.WEIGHT_DECAY)
+        if train.SCHEDULER.TYPE == "Mstep":
+            self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, list(train.SCHEDULER.MILESTONES),
+                                                                  gamma=train.SCHEDULER.GAMMA)
+        else:
+            self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, train.LR_DROP_EPOCH,
+                                                             gamma=train.SCHEDULER.DECAY_RATE)
+        self.stage = stage
+        self._wrap_ddp()
+        if self.dist.is_main:
+            what = {0: "single stage", 1: "stage 1 (classification head)", 2: "stage 2 (everything)"}[stage]
+            logger.info("%s from epoch %d: lr %g (backbone x%g), optimiser rebuilt", what, epoch, lr,
+                        train.BACKBONE_MULTIPLIER)
+            for name, (n_train, n_total) in trainable_summary(self._bare_model).items():
+                logger.info("  %-20s trainable %12s / %12s", name, f"{n_train:,}", f"{n_total:,}")
+
+    @property
+    def _bare_model(self) -> nn.Module:
+        return self.model.module if isinstance(self.model, DistributedDataParallel) else self.model
+
+    def _wrap_ddp(self) -> None:
+        """(Re)wrap in DDP: the set of parameters that need gradients changes between stages."""
+        if not self.dist.enabled:
+            return
+        bare = self._bare_model
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        self.model = DistributedDataParallel(bare, device_ids=device_ids, find_unused_parameters=True)
+        self.actor.net = self.model
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, epoch: int) -> Path | None:
+        if not self.dist.is_main:
+            return None
+        payload = {
+            "net": self._bare_model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": epoch,
+            "stage": self.stage,
+            "nonfinite_total": self.nonfinite_total,
+            "rng": rng_state(),
+            "config": self.cfg.to_dict(),
+            "net_type": type(self._bare_model).__name__,
+        }
+        path = save_checkpoint(payload, self.paths.checkpoint(epoch))
+        logger.info("saved %s", path)
+        keep = self.cfg.TRAIN.KEEP_CHECKPOINTS
+        if keep:
+            for _, old in epoch_checkpoints(self.paths.checkpoint_dir)[:-keep]:
+                old.unlink(missing_ok=True)
+        return path
+
+    def resume(self, checkpoint: str | Path) -> None:
+        """Continue from a checkpoint file, or from the newest one when ``checkpoint == 'latest'``."""
+        if str(checkpoint) == "latest":
+            found = epoch_checkpoints(self.paths.checkpoint_dir)
+            if not found:
+                logger.info("--resume latest: no checkpoint in %s, starting from epoch 1", self.paths.checkpoint_dir)
+                return
+            checkpoint = found[-1][1]
+        state = read_checkpoint(checkpoint)
+        missing = [k for k in ("net", "optimizer", "scheduler", "epoch", "stage", "rng") if k not in state]
+        if missing:
+            raise CheckpointError(f"{checkpoint} is not a training checkpoint of this code (missing {missing}); "
+                                  "to start from its weights use MODEL.PRETRAIN_FILE")
+        self._bare_model.load_state_dict(state["net"])
+        epoch = state["epoch"]
+        self._enter_stage(state["stage"], epoch)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.nonfinite_total = state.get("nonfinite_total", 0)
+        set_rng_state(state["rng"])
+        self.epoch = epoch
+        logger.info("resumed from %s (epoch %d done)", checkpoint, epoch)
+
+    # ------------------------------------------------------------------ loop
+    def fit(self) -> None:
+        """Train from ``self.epoch + 1`` to ``TRAIN.EPOCH``."""
+        train = self.cfg.TRAIN
+        for epoch in range(self.epoch + 1, train.EPOCH + 1):
+            stage = training_stage(self.cfg, epoch)
+            if stage != self.stage:
+                self._enter_stage(stage, epoch)
+            else:
+                set_trainable(self.model, self.cfg, epoch)  # FREEZE_CLS_EPOCH can change within a stage
+            stats = self.train_epoch(epoch)
+            self.scheduler.step()
+            self._log_epoch("train", epoch, stats)
+            if self.val_loader is not None and epoch % train.VAL_EPOCH_INTERVAL == 0:
+                self._log_epoch("val", epoch, self.validate(epoch))
+            self.epoch = epoch
+            if epoch % train.SAVE_INTERVAL == 0 or epoch == train.EPOCH:
+                self.save(epoch)
+        for writer in self.writers.values():
+            writer.close()
+
+    def _autocast(self):
+        dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        return torch.autocast(device_type=self.device.type, dtype=dtype, enabled=self.use_amp)
+
+    def _to_device(self, batch: dict) -> dict:
+        return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    def _all_ranks_finite(self, loss: torch.Tensor) -> bool:
+        finite = torch.tensor(float(torch.isfinite(loss).all()), device=self.device)
+        if self.dist.enabled:
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)  # every rank skips the same step
+        return bool(finite.item())
+
+    def train_epoch(self, epoch: int) -> dict:
+        enter_train_mode(self.model)
+        self.set_loader_epoch(self.train_loader, epoch)
+        metrics = EpochMetrics(self.cfg.MODEL.CLS_HEAD.NUM_CLASSES)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        progress = self._progress(len(self.train_loader), epoch)
+        start = time.perf_counter()
+        for it, batch in enumerate(self.train_loader, start=1):
+            batch = self._to_device(batch)
+            with self._autocast():
+                loss, stats = self.actor(batch, epoch)
+            self.optimizer.zero_grad(set_to_none=True)
+            if not self._all_ranks_finite(loss):
+                self._count_nonfinite(epoch, it)
+                continue
+            self.nonfinite_in_a_row = 0
+            self.scaler.scale(loss).backward()
+            if self.cfg.TRAIN.GRAD_CLIP_NORM > 0:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(params, self.cfg.TRAIN.GRAD_CLIP_NORM)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            metrics.update(stats, batch["search_images"].shape[0])
+            if progress is not None:
+                progress.update(1)
+                progress.set_postfix(loss=f"{stats['Loss/total']:.3f}", refresh=False)
+            if self.dist.is_main and (it % self.cfg.TRAIN.PRINT_INTERVAL == 0 or it == len(self.train_loader)):
+                rate = it * batch["search_images"].shape[0] * self.dist.world_size / (time.perf_counter() - start)
+                logger.info("[train] epoch %d it %d/%d, %.1f samples/s, %s", epoch, it, len(self.train_loader),
+                            rate, metrics.summary())
+        if progress is not None:
+            progress.close()
+        return metrics.reduce(self.dist.enabled, self.device)
+
+    def _count_nonfinite(self, epoch: int, it: int) -> None:
+        self.nonfinite_in_a_row += 1
+        self.nonfinite_total += 1
+        logger.warning("non-finite loss at epoch %d iteration %d: step skipped (%d in a row, %d in total)",
+                       epoch, it, self.nonfinite_in_a_row, self.nonfinite_total)
+        if self.nonfinite_in_a_row >= self.cfg.TRAIN.MAX_NONFINITE_STEPS:
+            raise RuntimeError(f"{self.nonfinite_in_a_row} consecutive non-finite losses, the last at epoch {epoch} "
+                               f"iteration {it}: stopping (TRAIN.MAX_NONFINITE_STEPS). Lower the learning rate or "
+                               "check the data.")
+
+    @torch.no_grad()
+    def validate(self, epoch: int) -> dict:
+        model = self._bare_model
+        model.eval()
+        has_head = hasattr(model, "predict_challenges")
+        if has_head:
+            model.predict_challenges = True
+        self.set_loader_epoch(self.val_loader, epoch)
+        metrics = EpochMetrics(self.cfg.MODEL.CLS_HEAD.NUM_CLASSES)
+        try:
+            for batch in self.val_loader:
+                batch = self._to_device(batch)
+                with self._autocast():
+                    _, stats = self.actor.compute_losses(self.actor.forward(batch, epoch), batch)
+                metrics.update(stats, batch["search_images"].shape[0])
+        finally:
+            if has_head:
+                model.predict_challenges = False
+        return metrics.reduce(self.dist.enabled, self.device)
+
+    def _progress(self, total: int, epoch: int):
+        if not (self.dist.is_main and sys.stderr.isatty()):
+            return None
+        from tqdm import tqdm
+        return tqdm(total=total, desc=f"epoch {epoch}", leave=False)
+
+    def _log_epoch(self, split: str, epoch: int, stats: dict) -> None:
+        if not self.dist.is_main:
+            return
+        scalars = {k: v for k, v in stats.items() if isinstance(v, float) and not math.isnan(v)}
+        logger.info("[%s] epoch %d: %s", split, epoch, ", ".join(f"{k} {v:.4f}" for k, v in scalars.items()))
+        writer = self.writers.get(split)
+        if writer is None:
+            return
+        for key, value in scalars.items():
+            writer.add_scalar(key, value, epoch)
+        if split == "train":
+            for i, group in enumerate(self.optimizer.param_groups):
+                writer.add_scalar(f"LearningRate/group{i}", group["lr"], epoch)
+        if "confusion" in stats:
+            from lib.train.metrics import render_confusion_matrix
+            writer.add_image("ConfusionMatrix", render_confusion_matrix(stats["confusion"]), epoch, dataformats="HWC")
+        writer.flush()
