@@ -1,0 +1,144 @@
+"""Config dataset names (``DATA.TRAIN.DATASETS_NAME``) -> dataset objects.
+
+``NAME:FILE`` selects the sequences listed in ``FILE`` (one per line) from dataset ``NAME``, e.g.
+``MVTD_train:splits/mvtd_fold0.txt``. In split files (user files and the GOT-10k ``vot`` splits) a
+line is a sequence name, or else a 0-based index into the dataset's sequence list (for GOT-10k the
+order of ``list.txt``), as in OSTrack's ``lib/train/data_specs/got10k_vot_*_split.txt``.
+"""
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from lib.train.dataset.base import SequenceDataset
+from lib.train.dataset.challenge_labels import ChallengeLabelStore
+from lib.train.dataset.got10k import MAX_LISTED_NAMES, FolderSequenceDataset, GOT10k, read_name_list
+from lib.train.dataset.lasot import LaSOT
+from lib.train.dataset.paths import DatasetPaths
+from lib.train.dataset.trackingnet import TrackingNet
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """How to build one config dataset name."""
+    kind: str                            # dataset root in DatasetPaths: got10k, mvtd, lasot, ...
+    cls: type[FolderSequenceDataset]
+    split: str
+    split_file: str | None = None        # relative to the root: selects a subset of the split
+    options: Mapping[str, Any] = field(default_factory=dict)  # further constructor arguments
+    description: str = ""
+
+
+DATASET_TABLE: dict[str, DatasetSpec] = {
+    "GOT10K_train_full": DatasetSpec("got10k", GOT10k, "train", description="GOT-10k train, all 9,335 sequences"),
+    "GOT10K_official_val": DatasetSpec("got10k", GOT10k, "val", description="GOT-10k val (180 sequences)"),
+    "GOT10K_test": DatasetSpec("got10k", GOT10k, "test", description="GOT-10k test, first-frame boxes only"),
+    "GOT10K_vottrain": DatasetSpec("got10k", GOT10k, "train", split_file="train/vot_train_split.txt",
+                                   description="GOT-10k train subset (pytracking / OSTrack split)"),
+    "GOT10K_votval": DatasetSpec("got10k", GOT10k, "train", split_file="train/vot_val_split.txt",
+                                 description="GOT-10k train subset (pytracking / OSTrack split)"),
+    "MVTD_train": DatasetSpec("mvtd", GOT10k, "train", description="MVTD train split"),
+    "MVTD_test": DatasetSpec("mvtd", GOT10k, "test", description="MVTD test split (no visibility labels)"),
+    "LASOT": DatasetSpec("lasot", LaSOT, "train", description="LaSOT train (all but testing_set.txt)"),
+    "LASOT_test": DatasetSpec("lasot", LaSOT, "test", description="LaSOT test (testing_set.txt)"),
+    "TRACKINGNET": DatasetSpec("trackingnet", TrackingNet, "train", description="TrackingNet TRAIN_* chunks"),
+    "SYNTHETIC_train": DatasetSpec("synthetic", GOT10k, "train", description="generated sequences, train"),
+    "SYNTHETIC_test": DatasetSpec("synthetic", GOT10k, "test", description="generated sequences, test"),
+}
+
+
+def dataset_names() -> list[str]:
+    """Every config dataset name."""
+    return list(DATASET_TABLE)
+
+
+def closest_name(name: str) -> str:
+    """The valid dataset name closest to ``name``: a name it starts, else the most similar."""
+    lower = {n.lower(): n for n in DATASET_TABLE}
+    query = name.lower()
+    prefixed = [n for n in lower if n.startswith(query)]
+    if prefixed:
+        return lower[min(prefixed, key=len)]
+    return lower[difflib.get_close_matches(query, list(lower), n=1, cutoff=0.0)[0]]
+
+
+def _spec(name: str) -> DatasetSpec:
+    spec = DATASET_TABLE.get(name)
+    if spec is not None:
+        return spec
+    hint = f" Did you mean {closest_name(name)}?" if name else ""
+    raise ValueError(f"unknown dataset {name!r}.{hint} Valid names: {', '.join(DATASET_TABLE)} "
+                     f"(or NAME:FILE for the sequences of FILE)")
+
+
+def read_split_file(path: Path, dataset: FolderSequenceDataset, missing_hint: str = "") -> list[str]:
+    """Sequence names selected by a split file: each line a name of ``dataset``, or else a 0-based
+    index into its sequence list."""
+    if not path.is_file():
+        hint = f"; {missing_hint}" if missing_hint else ""
+        raise FileNotFoundError(f"{dataset.name}: split file {path} not found{hint}")
+    available = dataset.sequence_names
+    known = set(available)
+    names, unknown = [], []
+    for line in read_name_list(path):
+        if line in known:
+            names.append(line)
+        elif line.isdigit() and int(line) < len(available):
+            names.append(available[int(line)])
+        else:
+            unknown.append(line)
+    if unknown:
+        shown = ", ".join(unknown[:MAX_LISTED_NAMES]) + (", ..." if len(unknown) > MAX_LISTED_NAMES else "")
+        raise ValueError(f"{path}: {len(unknown)} lines are neither a sequence name of {dataset.name} nor "
+                         f"an index below {len(available)}: {shown}")
+    if not names:
+        raise ValueError(f"{path} selects no sequences of {dataset.name}")
+    return names
+
+
+@lru_cache(maxsize=None)
+def _label_store(ann_dir: Path, seed: int) -> ChallengeLabelStore:
+    return ChallengeLabelStore(ann_dir, seed=seed)
+
+
+def label_store(cls_ann_dir: str | Path | None, seed: int = 0) -> ChallengeLabelStore | None:
+    """The challenge-label store of a folder (one per folder and seed in a process); ``None`` for
+    ``None`` or an empty string (every frame unlabeled)."""
+    if cls_ann_dir is None or not str(cls_ann_dir).strip():
+        return None
+    return _label_store(Path(cls_ann_dir).expanduser().absolute(), int(seed))
+
+
+def build_dataset(
+    name: str, paths: DatasetPaths, cls_ann_dir: str | Path | None = None, label_seed: int = 0
+) -> SequenceDataset:
+    """The dataset of a config name (``GOT10K_train_full``, ``MVTD_train:my_split.txt``, ...)."""
+    base_name, sep, split_path = name.partition(":")
+    spec = _spec(base_name)
+    if sep and not split_path.strip():
+        raise ValueError(f"dataset {name!r}: no split file after ':' (expected NAME:FILE)")
+    root = paths.root(spec.kind)
+    options = dict(spec.options)
+    sequences = None
+    if spec.split_file is not None:
+        split_file = root / spec.split_file
+        full = spec.cls(base_name, root, spec.split, **options)
+        sequences = read_split_file(split_file, full, missing_hint=(
+            f"{base_name} needs it: one sequence name or 0-based list.txt index per line (OSTrack ships "
+            f"it as lib/train/data_specs/got10k_{Path(spec.split_file).name}); put it at {split_file}"))
+    if sep:
+        current = spec.cls(base_name, root, spec.split, sequences=sequences, **options)
+        sequences = read_split_file(Path(split_path.strip()).expanduser(), current)
+    return spec.cls(name, root, spec.split, sequences=sequences,
+                    labels=label_store(cls_ann_dir, label_seed), **options)
+
+
+def build_datasets(
+    names: Sequence[str], paths: DatasetPaths, cls_ann_dir: str | Path | None = None, label_seed: int = 0
+) -> list[SequenceDataset]:
+    """:func:`build_dataset` for each name (one label store shared by all)."""
+    return [build_dataset(n, paths, cls_ann_dir, label_seed) for n in names]

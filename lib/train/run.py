@@ -1,0 +1,147 @@
+"""A training run from command-line arguments: config, logging, data, model, actor, trainer.
+
+``tracking/train.py`` parses the arguments; with ``--mode multiple`` it re-launches itself
+through ``torch.distributed.run`` (torchrun), and each worker process lands here with the
+process-group environment set (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from lib.config.hiptrack import load_config, resolve_experiment_config
+
+logger = logging.getLogger("lib.train")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def setup_logging(log_file: Path | None, rank: int, level: str = "INFO") -> None:
+    """Console (and file) logging; ranks other than 0 only report warnings and errors."""
+    root = logging.getLogger()
+    root.handlers.clear()
+    root.setLevel(getattr(logging, level) if rank == 0 else logging.WARNING)
+    fmt = logging.Formatter(f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(fmt)
+    root.addHandler(console)
+    if log_file is not None and rank == 0:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        file_handler = logging.FileHandler(log_file)
+        file_handler.setFormatter(fmt)
+        root.addHandler(file_handler)
+
+
+def git_hash() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str | None, local_rank: int) -> torch.device:
+    """``--device`` or the best available; under torchrun on GPUs each process takes its local rank's GPU."""
+    if name is None:
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("--device cuda was asked for but CUDA is not available; use --device cpu")
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    return device
+
+
+def init_distributed(device: torch.device):
+    """Join the process group torchrun prepared (NCCL on GPU, gloo on CPU); returns DistInfo."""
+    from lib.train.trainer import DistInfo
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return DistInfo()
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size())
+
+
+def run_training(args: argparse.Namespace) -> int:
+    """Train as ``args`` say; returns the process exit code."""
+    from lib.models import build_model
+    from lib.train.actors.hiptrack_cls import HIPTrackActor
+    from lib.train.data.loader import build_train_loader, set_epoch
+    from lib.train.dataset.paths import DatasetPaths
+    from lib.train.dataset.registry import build_datasets
+    from lib.train.trainer import RunPaths, Trainer
+
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    config_path = resolve_experiment_config(args.config, script=args.script)
+    config_name = config_path.stem
+    paths = RunPaths(Path(args.save_dir).expanduser().resolve(), config_name, args.script)
+    rank = int(os.environ.get("RANK", "0"))
+    setup_logging(paths.log_file, rank, args.log_level)
+    cfg = load_config(config_path, opts=args.opts)
+    device = resolve_device(args.device, local_rank)
+    dist_info = init_distributed(device)
+    try:
+        seed = cfg.TRAIN.SEED if args.seed is None else args.seed
+        seed_everything(seed + dist_info.rank)
+        if dist_info.is_main:
+            logger.info("command: %s", " ".join(sys.argv))
+            logger.info("python %s, torch %s, %s, git %s, device %s, world size %d, seed %d", platform.python_version(),
+                        torch.__version__, platform.platform(), git_hash(), device, dist_info.world_size, seed)
+            logger.info("config %s:\n%s", config_path, cfg)
+            cfg.dump_yaml(paths.checkpoint_dir / "config.yaml")
+        data_paths = DatasetPaths.from_env(args.dataset_dir, args.paths, args.data_dir)
+        loaders = {}
+        for split, training in (("TRAIN", True), ("VAL", False)):
+            split_cfg = cfg.DATA[split]
+            if split == "VAL" and args.no_val:
+                continue
+            datasets = build_datasets(list(split_cfg.DATASETS_NAME), data_paths,
+                                      cls_ann_dir=split_cfg.CLS_ANN_DIR or None, label_seed=seed)
+            loaders[split] = build_train_loader(cfg, datasets, training=training, seed=seed,
+                                                epoch_sampler_rank=dist_info.rank, world_size=dist_info.world_size)
+        model = build_model(cfg, training=True)
+        actor = HIPTrackActor(model, cfg)
+        trainer = Trainer(cfg, model, actor, loaders["TRAIN"], loaders.get("VAL"), paths, device, dist_info,
+                          set_loader_epoch=set_epoch)
+        if args.resume:
+            trainer.resume(args.resume)
+        trainer.fit()
+        if dist_info.is_main:
+            logger.info("training finished: %s", paths.checkpoint_dir)
+        return 0
+    finally:
+        if dist_info.enabled and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def launch_distributed(args: argparse.Namespace, script: Path, worker_argv: list[str]) -> int:
+    """Run ``script`` in ``--nproc_per_node`` processes through torch.distributed.run."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={args.nproc_per_node}",
+           f"--nnodes={args.nnodes}"]
+    if args.nnodes == 1 and args.master_addr is None:
+        cmd.append("--standalone")  # local rendezvous on a free port of this machine
+    else:
+        cmd += [f"--node_rank={args.node_rank}", f"--master_addr={args.master_addr or '127.0.0.1'}",
+                f"--master_port={args.master_port}"]
+    cmd += [str(script), *worker_argv]
+    logger.info("launching: %s", " ".join(cmd))
+    return subprocess.run(cmd).returncode

@@ -1,0 +1,165 @@
+"""Check a folder of challenge-label files (``<ann-dir>/<seq>/<seq>.jsonl``) before training.
+
+    python tracking/test_cls_annotations.py --ann-dir /data/maritime_clf_annts
+    python tracking/test_cls_annotations.py --ann-dir /data/maritime_clf_annts --data-dir /data/train
+
+Without ``--data-dir`` the sequences are the label files, with as many frames as the largest
+``frame_id`` (or the number of distinct ``frame_file`` names). With ``--data-dir`` (a split in
+GOT-10k layout: ``list.txt`` or one sub-folder of ``*.jpg`` / ``*.png`` frames per sequence) the
+sequences, their frame counts and frame files come from the images.
+
+Exit code: 0 if at least one sequence has a labeled frame, 1 if nothing could be loaded,
+2 for bad arguments (e.g. a missing folder).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from lib.train.dataset.challenge_labels import CHALLENGE_CLASSES, ChallengeLabelStore, SequenceLabels
+
+FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def _frames_of(folder: Path) -> list[str]:
+    """Sorted frame file names of a sequence folder."""
+    return sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FRAME_SUFFIXES)
+
+
+def data_sequences(data_dir: Path) -> tuple[list[tuple[str, list[str]]], list[str]]:
+    """``(name, frame files)`` of every sequence of a split, and names in list.txt without a folder."""
+    list_file = data_dir / "list.txt"
+    if list_file.is_file():
+        names = [line.strip() for line in list_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    else:
+        names = sorted(p.name for p in data_dir.iterdir() if p.is_dir())
+    sequences, missing = [], []
+    for name in names:
+        folder = data_dir / name
+        if not folder.is_dir():
+            missing.append(name)
+            continue
+        frames = _frames_of(folder)
+        if frames or list_file.is_file():
+            sequences.append((name, frames))
+    return sequences, missing
+
+
+def _class_counts(result: SequenceLabels) -> list[int]:
+    """Frames per class id of one sequence (unlabeled frames left out)."""
+    labels = result.labels[result.labels >= 0]
+    return labels.bincount(minlength=len(CHALLENGE_CLASSES)).tolist()
+
+
+def _names(names: list[str], cap: int) -> str:
+    shown = ", ".join(names[:cap])
+    return shown + (f", ... and {len(names) - cap} more" if len(names) > cap else "")
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{100.0 * part / whole:.1f}%" if whole else "n/a"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Summarise per-frame challenge labels (<ann-dir>/<seq>/<seq>.jsonl): class "
+                    "distribution, unlabeled frames, malformed lines, unmatched and duplicate records.")
+    parser.add_argument("--ann-dir", required=True, type=Path, help="folder of <seq>/<seq>.jsonl label files")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="split folder in GOT-10k layout (list.txt or one folder of frames per sequence); "
+                             "sequences and frame counts then come from the images")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the choice among several CV flags (default 0)")
+    parser.add_argument("--max-report", type=int, default=10, metavar="K",
+                        help="malformed lines and sequence names listed at most (default 10)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="also print the loader's log warnings")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.verbose else logging.ERROR, format="%(levelname)s %(message)s")
+    if args.max_report < 0:
+        print("error: --max-report must be >= 0", file=sys.stderr)
+        return 2
+    try:
+        store = ChallengeLabelStore(args.ann_dir, seed=args.seed)
+    except OSError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.data_dir is not None and not args.data_dir.is_dir():
+        print(f"error: data folder {str(args.data_dir)!r} does not exist or is not a folder", file=sys.stderr)
+        return 2
+
+    ann_names = store.sequence_names()
+    listed_without_folder: list[str] = []
+    if args.data_dir is None:
+        sequences = []
+        for name in ann_names:
+            num_frames, frame_files = store.frames_from_records(name)
+            sequences.append((name, num_frames, frame_files))
+    else:
+        found, listed_without_folder = data_sequences(args.data_dir)
+        sequences = [(name, len(frames), frames) for name, frames in found]
+
+    results: dict[str, SequenceLabels] = {
+        name: store.for_sequence(name, num_frames, frame_files) for name, num_frames, frame_files in sequences
+    }
+    loaded = [name for name, r in results.items() if r.num_labeled > 0]
+    total_frames = sum(len(r.labels) for r in results.values())
+    labeled = sum(r.num_labeled for r in results.values())
+    counts = [0] * len(CHALLENGE_CLASSES)
+    flagged = [0] * len(CHALLENGE_CLASSES)
+    for r in results.values():
+        for cid, n in enumerate(_class_counts(r)):
+            counts[cid] += n
+        for cid, n in enumerate(r.multi_hot.sum(dim=0).long().tolist()):
+            flagged[cid] += n
+
+    k = args.max_report
+    print(f"Annotation folder: {args.ann_dir}")
+    if args.data_dir is not None:
+        print(f"Data folder: {args.data_dir}")
+    print(f"Loaded classification annotations for {len(loaded)} / {len(results)} sequences")
+    print(f"Frames: {total_frames}, labeled: {labeled}")
+    print()
+    print("Class distribution (label = training target; flag set = frames with that flag, any priority):")
+    print(f"  {'id':>2}  {'class':<24} {'label':>8} {'% labeled':>10} {'flag set':>9}")
+    for cid, name in enumerate(CHALLENGE_CLASSES):
+        print(f"  {cid:>2}  {name:<24} {counts[cid]:>8} {_pct(counts[cid], labeled):>10} {flagged[cid]:>9}")
+    print()
+    print(f"Frames without labels: {total_frames - labeled} ({_pct(total_frames - labeled, total_frames)})")
+
+    malformed = [m for r in results.values() for m in r.malformed]
+    print(f"Malformed lines: {len(malformed)}")
+    for file, line, reason in malformed[:k]:
+        print(f"  {file}:{line}: {reason}")
+    if len(malformed) > k:
+        print(f"  ... and {len(malformed) - k} more")
+    print(f"Unmatched records: {sum(r.unmatched for r in results.values())}")
+    print(f"Duplicate records: {sum(r.duplicates for r in results.values())}")
+
+    unreadable = [(name, r.error) for name, r in results.items() if r.error is not None]
+    if unreadable:
+        print(f"Unreadable files: {len(unreadable)}")
+        for name, error in unreadable[:k]:
+            print(f"  {store.path_of(name)}: {error}")
+        if len(unreadable) > k:
+            print(f"  ... and {len(unreadable) - k} more")
+    without_file = [name for name, r in results.items() if not r.found and r.error is None]
+    print(f"Sequences without a file: {len(without_file)}")
+    if without_file:
+        print(f"  {_names(without_file, k)}")
+    if args.data_dir is not None:
+        orphans = sorted(set(ann_names) - set(results))
+        print(f"Label files without a sequence in --data-dir: {len(orphans)}")
+        if orphans:
+            print(f"  {_names(orphans, k)}")
+        if listed_without_folder:
+            print(f"Sequences in list.txt without a folder: {len(listed_without_folder)}")
+            print(f"  {_names(listed_without_folder, k)}")
+    if not loaded:
+        print("error: no labeled frame could be loaded", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
