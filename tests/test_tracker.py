@@ -85,3 +85,11 @@ def test_box_to_crop_centres_the_reference_box():
 
 def test_clip_box_keeps_margin_inside():
     assert clip_box([-30, 90, 50, 50], 100, 100, margin=10) == [0, 90, 20, 10]
+
+
+def test_sample_target_window_outside_the_image_is_all_padding():
+    img = np.full((100, 100, 3), 255, np.uint8)
+    crop, _, padding = sample_target(img, [-300, -300, 20, 20], 2.0, 32)
+    assert crop.max() == 0 and padding.all()
+    crop, _, padding = sample_target(img, [60, 60, 30, 30], 2.0, 60)  # overlaps bottom-right
+    assert padding[-1, -1] and not padding[0, 0] and crop[0, 0].tolist() == [255, 255, 255]

@@ -27,13 +27,17 @@ def sample_target(image: np.ndarray, box_xywh: Sequence[float], factor: float, o
     x1 = round(x + 0.5 * w - side * 0.5)
     y1 = round(y + 0.5 * h - side * 0.5)
     x2, y2 = x1 + side, y1 + side
-    pad_left, pad_top = max(0, -x1), max(0, -y1)
-    pad_right = max(x2 - image.shape[1] + 1, 0)
-    pad_bottom = max(y2 - image.shape[0] + 1, 0)
-    crop = image[y1 + pad_top:y2 - pad_bottom, x1 + pad_left:x2 - pad_right]
-    crop = cv2.copyMakeBorder(crop, pad_top, pad_bottom, pad_left, pad_right, cv2.BORDER_CONSTANT)
-    padding = np.ones(crop.shape[:2])
-    padding[pad_top:crop.shape[0] - pad_bottom, pad_left:crop.shape[1] - pad_right] = 0
+    # part of the window inside the image; like OSTrack / HIPTrack, the last row and column of the
+    # image count as outside (kept so crops match the original tracker's pixel for pixel)
+    ix1, iy1 = max(x1, 0), max(y1, 0)
+    ix2, iy2 = min(x2, image.shape[1] - 1), min(y2, image.shape[0] - 1)
+    padding = np.ones((side, side))
+    if ix2 <= ix1 or iy2 <= iy1:  # the window misses the image: all padding
+        crop = np.zeros((side, side, image.shape[2]), image.dtype)
+    else:
+        crop = cv2.copyMakeBorder(image[iy1:iy2, ix1:ix2], iy1 - y1, y2 - iy2, ix1 - x1, x2 - ix2,
+                                  cv2.BORDER_CONSTANT)
+        padding[iy1 - y1:iy2 - y1, ix1 - x1:ix2 - x1] = 0
     crop = cv2.resize(crop, (output_size, output_size))
     padding = cv2.resize(padding, (output_size, output_size)).astype(bool)
     return crop, output_size / side, padding
