@@ -1,0 +1,25 @@
+"""Synthetic datasets generated on the fly: the project's embedded default data."""
+from lib.synthetic.maritime import (
+    CHALLENGE_NAMES,
+    EVENT_TYPES,
+    OBJECT_CLASSES,
+    Event,
+    SequencePlan,
+    SyntheticSequence,
+    generate_dataset,
+    low_contrast_flag,
+    low_res_flag,
+    plan_dataset,
+    primary_class,
+    render_sequence,
+    rms_contrast,
+    scale_variation_flag,
+    split_sizes,
+    write_sequence,
+)
+
+__all__ = [
+    "CHALLENGE_NAMES", "EVENT_TYPES", "OBJECT_CLASSES", "Event", "SequencePlan", "SyntheticSequence",
+    "generate_dataset", "low_contrast_flag", "low_res_flag", "plan_dataset", "primary_class", "render_sequence",
+    "rms_contrast", "scale_variation_flag", "split_sizes", "write_sequence",
+]
