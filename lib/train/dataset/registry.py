@@ -46,6 +46,8 @@ DATASET_TABLE: dict[str, DatasetSpec] = {
     "LASOT": DatasetSpec("lasot", LaSOT, "train", description="LaSOT train (all but testing_set.txt)"),
     "LASOT_test": DatasetSpec("lasot", LaSOT, "test", description="LaSOT test (testing_set.txt)"),
     "TRACKINGNET": DatasetSpec("trackingnet", TrackingNet, "train", description="TrackingNet TRAIN_* chunks"),
+    "TRACKINGNET_test": DatasetSpec("trackingnet", TrackingNet, "test",
+                                    description="TrackingNet TEST chunk, first-frame boxes only"),
     "SYNTHETIC_train": DatasetSpec("synthetic", GOT10k, "train", description="generated sequences, train"),
     "SYNTHETIC_test": DatasetSpec("synthetic", GOT10k, "test", description="generated sequences, test"),
 }

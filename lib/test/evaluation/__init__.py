@@ -1,0 +1,1 @@
+"""Running trackers over benchmarks and the result files they write."""

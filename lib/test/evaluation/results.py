@@ -1,0 +1,170 @@
+"""Where test runs write their results, and in which format: one place for the runner and the analysis.
+
+Layout (``<save_dir>/test/tracking_results/<tracker>/<param>/<dataset>/``), each benchmark in its
+own format:
+
+* ``got10k`` format (GOT-10k, MVTD, synthetic): ``<seq>/<seq>_001.txt`` (one ``x,y,w,h`` line per
+  frame, comma-separated floats, frame 1 included) and ``<seq>/<seq>_time.txt`` (seconds per frame);
+  this is what the GOT-10k evaluation server and the official toolkit read.
+* ``otb`` format (LaSOT, TrackingNet): ``<seq>.txt`` and ``<seq>_time.txt``.
+
+Per-frame challenge predictions (``--save_cls``) go beside the boxes in ``<seq>_cls.txt``: one
+line per frame, ``class_id,p_0,...,p_9`` (frame 1, the template, gets ``-1`` and empty
+probabilities written as ``nan``).
+
+Every file is written to a temporary name and renamed, so a result that exists is complete and a
+resumed test run can skip its sequence.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TestDataset:
+    """A ``--dataset`` name of ``tracking/test.py``."""
+    registry_name: str   # name in lib.train.dataset.registry.DATASET_TABLE
+    result_format: str   # "got10k" or "otb"
+    has_ground_truth: bool = True  # False: only the first box is public (evaluation server)
+
+
+TEST_DATASETS: dict[str, TestDataset] = {
+    "got10k_test": TestDataset("GOT10K_test", "got10k", has_ground_truth=False),
+    "got10k_val": TestDataset("GOT10K_official_val", "got10k"),
+    "mvtd_test": TestDataset("MVTD_test", "got10k"),
+    "mvtd_train": TestDataset("MVTD_train", "got10k"),
+    "lasot": TestDataset("LASOT_test", "otb"),
+    "trackingnet": TestDataset("TRACKINGNET_test", "otb", has_ground_truth=False),
+    "synthetic_test": TestDataset("SYNTHETIC_test", "got10k"),
+    "synthetic_train": TestDataset("SYNTHETIC_train", "got10k"),
+}
+
+
+def test_dataset(name: str) -> TestDataset:
+    """The :class:`TestDataset` of a ``--dataset`` name; unknown names list the valid ones."""
+    try:
+        return TEST_DATASETS[name]
+    except KeyError:
+        raise ValueError(f"unknown test dataset {name!r}; valid: {', '.join(TEST_DATASETS)}") from None
+
+
+def results_dir(save_dir: str | Path, tracker: str, param: str, dataset: str) -> Path:
+    """``<save_dir>/test/tracking_results/<tracker>/<param>/<dataset>``."""
+    return Path(save_dir) / "test" / "tracking_results" / tracker / param / dataset
+
+
+@dataclass(frozen=True)
+class SequenceResultFiles:
+    """The result files of one sequence in one dataset's format."""
+    boxes: Path
+    times: Path
+    challenges: Path
+
+
+def sequence_files(directory: str | Path, sequence: str, result_format: str) -> SequenceResultFiles:
+    """Paths of the boxes / times / challenge-prediction files of ``sequence`` under ``directory``."""
+    directory = Path(directory)
+    if result_format == "got10k":
+        base = directory / sequence
+        return SequenceResultFiles(base / f"{sequence}_001.txt", base / f"{sequence}_time.txt",
+                                   base / f"{sequence}_cls.txt")
+    if result_format == "otb":
+        return SequenceResultFiles(directory / f"{sequence}.txt", directory / f"{sequence}_time.txt",
+                                   directory / f"{sequence}_cls.txt")
+    raise ValueError(f"unknown result format {result_format!r} (expected got10k or otb)")
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def format_rows(rows: np.ndarray, fmt: str = "%.4f") -> str:
+    """Comma-separated lines of a 2-D array (the GOT-10k server rejects other separators)."""
+    rows = np.asarray(rows, dtype=np.float64)
+    if rows.ndim == 1:
+        rows = rows[:, None]
+    return "".join(",".join(fmt % v for v in row) + "\n" for row in rows)
+
+
+def write_boxes(path: str | Path, boxes_xywh: Sequence[Sequence[float]] | np.ndarray) -> Path:
+    """Write (N, 4) ``x, y, w, h`` boxes, one comma-separated line per frame."""
+    boxes = np.asarray(boxes_xywh, dtype=np.float64)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes must be (N, 4) x, y, w, h, got shape {boxes.shape}")
+    if not np.isfinite(boxes).all():
+        raise ValueError(f"not writing {path}: boxes contain NaN or inf")
+    return atomic_write_text(path, format_rows(boxes))
+
+
+def write_times(path: str | Path, seconds: Sequence[float]) -> Path:
+    """Write per-frame times in seconds, one line per frame."""
+    return atomic_write_text(path, format_rows(np.asarray(seconds, dtype=np.float64), "%.8f"))
+
+
+def write_challenges(path: str | Path, class_ids: Sequence[int], probabilities: np.ndarray) -> Path:
+    """Write per-frame predicted challenge classes and probabilities: ``class_id,p_0,...,p_{K-1}``."""
+    probs = np.asarray(probabilities, dtype=np.float64)
+    ids = np.asarray(class_ids, dtype=np.int64)
+    if probs.ndim != 2 or probs.shape[0] != ids.shape[0]:
+        raise ValueError(f"probabilities must be (N, K) for N={ids.shape[0]} frames, got {probs.shape}")
+    lines = "".join(f"{i}," + ",".join("%.5f" % p for p in row) + "\n" for i, row in zip(ids, probs))
+    return atomic_write_text(path, lines)
+
+
+def read_result_boxes(path: str | Path) -> np.ndarray:
+    """(N, 4) float64 boxes of a result file (comma, tab or space separated); clear error if malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"result file {path} not found")
+    rows = []
+    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        values = line.replace("\t", ",").replace(" ", ",").split(",")
+        values = [v for v in values if v]
+        try:
+            row = [float(v) for v in values]
+        except ValueError:
+            raise ValueError(f"{path}:{line_no}: not a number in {line!r}") from None
+        if len(row) != 4:
+            raise ValueError(f"{path}:{line_no}: expected 4 values x,y,w,h, got {len(row)}")
+        rows.append(row)
+    if not rows:
+        raise ValueError(f"result file {path} is empty")
+    return np.asarray(rows, dtype=np.float64)
+
+
+def read_challenges(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(class ids (N,), probabilities (N, K)) of a ``<seq>_cls.txt`` file."""
+    path = Path(path)
+    ids, probs = [], []
+    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            values = [float(v) for v in line.split(",")]
+        except ValueError:
+            raise ValueError(f"{path}:{line_no}: not a number in {line!r}") from None
+        ids.append(int(values[0]))
+        probs.append(values[1:])
+    return np.asarray(ids, dtype=np.int64), np.asarray(probs, dtype=np.float64)
