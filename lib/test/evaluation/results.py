@@ -18,6 +18,7 @@ resumed test run can skip its sequence.
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -168,3 +169,39 @@ def read_challenges(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         ids.append(int(values[0]))
         probs.append(values[1:])
     return np.asarray(ids, dtype=np.int64), np.asarray(probs, dtype=np.float64)
+
+
+def repetition_box_files(directory: str | Path, sequence: str, result_format: str) -> list[Path]:
+    """Every box file of ``sequence``: in ``got10k`` format each ``<seq>/<seq>_NNN.txt`` repetition
+    (``_001``, ``_002``, ... in order, as the GOT-10k toolkit reads them), in ``otb`` format the
+    single ``<seq>.txt``. Empty when there is none."""
+    boxes = sequence_files(directory, sequence, result_format).boxes
+    if result_format == "otb":
+        return [boxes] if boxes.is_file() else []
+    if not boxes.parent.is_dir():
+        return []
+    pattern = re.compile(re.escape(sequence) + r"_(\d+)\.txt")
+    found = [(int(m.group(1)), p) for p in boxes.parent.iterdir()
+             if (m := pattern.fullmatch(p.name)) and p.is_file()]
+    return [p for _, p in sorted(found)]
+
+
+def read_result_times(path: str | Path) -> np.ndarray:
+    """(N, R) float64 seconds of a ``<seq>_time.txt`` (one line per frame, one comma-separated column
+    per repetition; tabs or spaces also accepted); ``nan`` entries are kept, other text is an error
+    naming ``file:line``."""
+    path = Path(path)
+    rows = []
+    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        values = [v for v in re.split(r"[,\s]+", line.strip()) if v]
+        if not values:
+            continue
+        try:
+            rows.append([float(v) for v in values])
+        except ValueError:
+            raise ValueError(f"{path}:{line_no}: not a number in {line.strip()!r}") from None
+        if len(rows[-1]) != len(rows[0]):
+            raise ValueError(f"{path}:{line_no}: {len(rows[-1])} columns, line 1 has {len(rows[0])}")
+    if not rows:
+        return np.zeros((0, 1), dtype=np.float64)
+    return np.asarray(rows, dtype=np.float64)
