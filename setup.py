@@ -17,6 +17,7 @@ setup(
         "easydict",
         "tensorboard",
         "tqdm",
+        "matplotlib",
         "safetensors",
     ],
     extras_require={"jpeg": ["jpeg4py"], "test": ["pytest"]},

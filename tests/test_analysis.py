@@ -1,6 +1,7 @@
 """Evaluation of result files: GOT-10k official protocol, LaSOT-style curves, tables, plots, CLI."""
 from __future__ import annotations
 
+import importlib.util
 import logging
 import shutil
 import subprocess
@@ -227,3 +228,76 @@ def test_evaluate_results_matches_got10k_toolkit_report(synthetic, tmp_path, mon
     assert ours["sr50"] == pytest.approx(official["sr"], abs=1e-9)
     assert ours["sr75"] == pytest.approx(official["succ_curve"][75], abs=1e-9)
     assert ours["fps"] == pytest.approx(official["speed_fps"], rel=1e-9)
+
+
+# ----------------------------------------------------------------------------- tables, plots, CLI
+
+def test_format_comparison_and_plots(synthetic, tmp_path):
+    from lib.test.analysis import format_comparison, plot_per_challenge, plot_success
+    dataset = _dataset(synthetic)
+    results = {}
+    for label, noise in (("exact", 0.0), ("noisy", 8.0)):
+        _write_results(tmp_path / label, dataset, noise=noise)
+        results[label] = evaluate_results(tmp_path / label, dataset, "got10k")
+    text = format_comparison(results)
+    assert "exact" in text and "noisy" in text and "Per challenge" in text and "noisy SR0.5" in text
+    assert " 100.0 " in text.splitlines()[3]  # exact: SR0.5 100 %
+    png = plot_success(results, tmp_path / "plots" / "success.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot_per_challenge(results, tmp_path / "plots" / "challenges.png").is_file()
+    unlabeled = {"x": evaluate_results(tmp_path / "exact", _dataset(synthetic, labels=False), "got10k")}
+    assert "Per challenge" not in format_comparison(unlabeled)
+    assert plot_per_challenge(unlabeled, tmp_path / "none.png") is None
+
+
+def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_cli_compares_two_runs_from_another_directory(synthetic, tmp_path):
+    dataset = _dataset(synthetic)
+    save_dir = tmp_path / "output"
+    _write_results(results_dir(save_dir, "hiptrack", "a", "synthetic_test"), dataset, noise=2.0)
+    other = tmp_path / "elsewhere" / "run"
+    _write_results(other, dataset, noise=9.0, seed=1)
+    result = _cli(["--dataset", "synthetic_test", "--dataset_dir", f"synthetic={synthetic}",
+                   "--cls_ann_dir", str(synthetic / "cls_annotations"), "--save_dir", str(save_dir),
+                   "--tracker", "hiptrack:a", "--results_dir", f"{other}:baseline", "--json", "scores.json"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "hiptrack/a" in result.stdout and "baseline" in result.stdout and "Per challenge" in result.stdout
+    assert (save_dir / "test" / "analysis" / "synthetic_test" / "success_plot.png").is_file()
+    assert (tmp_path / "scores.json").is_file()
+
+
+def test_cli_errors_are_clear(synthetic, tmp_path, capsys):
+    main = _script_module().main
+    assert main(["--dataset", "got10k_test", "--tracker", "a:b"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be scored locally" in err and "got-10k.aitestunion.com" in err
+    dataset = _dataset(synthetic)
+    _write_results(tmp_path / "run", dataset, noise=2.0)
+    shutil.rmtree(tmp_path / "run" / dataset.sequence_name(0))
+    args = ["--dataset", "synthetic_test", "--dataset_dir", f"synthetic={synthetic}", "--no_plot",
+            "--results_dir", str(tmp_path / "run")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert dataset.sequence_name(0) in err and "--skip_missing" in err
+    assert main([*args, "--skip_missing"]) == 0
+    assert "Tracker" in capsys.readouterr().out
+
+
+def _script_module():
+    spec = importlib.util.spec_from_file_location("analysis_results_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cli_run_specs_parse():
+    script = _script_module()
+    assert script.parse_tracker("hiptrack:hiptrack_cls") == ("hiptrack", "hiptrack_cls", "hiptrack/hiptrack_cls")
+    assert script.parse_tracker("hiptrack:ep10:early") == ("hiptrack", "ep10", "early")
+    assert script.parse_results_dir("/r/hiptrack/ep5/got10k_val:ep5") == (Path("/r/hiptrack/ep5/got10k_val"), "ep5")
+    assert script.parse_results_dir("/r/hiptrack/ep5/got10k_val")[1] == "hiptrack/ep5"
+    with pytest.raises(Exception, match="NAME:PARAM"):
+        script.parse_tracker("justaname")
