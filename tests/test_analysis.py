@@ -301,3 +301,24 @@ def test_cli_run_specs_parse():
     assert script.parse_results_dir("/r/hiptrack/ep5/got10k_val")[1] == "hiptrack/ep5"
     with pytest.raises(Exception, match="NAME:PARAM"):
         script.parse_tracker("justaname")
+
+
+def test_otb_format_gives_the_same_scores(synthetic, tmp_path):
+    dataset = _dataset(synthetic)
+    _write_results(tmp_path / "got", dataset, noise=5.0)
+    (tmp_path / "otb").mkdir()
+    for i in range(len(dataset)):
+        name = dataset.sequence_name(i)
+        shutil.copy(sequence_files(tmp_path / "got", name, "got10k").boxes,
+                    sequence_files(tmp_path / "otb", name, "otb").boxes)
+    got, otb = (evaluate_results(tmp_path / d, dataset, f) for d, f in (("got", "got10k"), ("otb", "otb")))
+    assert otb["ao"] == got["ao"] and otb["auc"] == got["auc"] and np.isnan(otb["fps"])
+
+
+def test_image_size_falls_back_to_the_first_frame(synthetic):
+    import dataclasses
+    from lib.test.analysis.evaluate import image_size
+    dataset = _dataset(synthetic)
+    info = dataset.sequence_info(0)
+    assert image_size(dataset, 0, info) == (320, 240)
+    assert image_size(dataset, 0, dataclasses.replace(info, meta={})) == (320, 240)
