@@ -322,3 +322,14 @@ def test_image_size_falls_back_to_the_first_frame(synthetic):
     info = dataset.sequence_info(0)
     assert image_size(dataset, 0, info) == (320, 240)
     assert image_size(dataset, 0, dataclasses.replace(info, meta={})) == (320, 240)
+
+
+def test_evaluate_tracker_by_test_dataset_name(synthetic, tmp_path):
+    from lib.test.analysis import NoGroundTruthError, evaluate_tracker
+    dataset = _dataset(synthetic)
+    _write_results(tmp_path, dataset, noise=3.0)
+    paths = DatasetPaths.from_env([f"synthetic={synthetic}"])
+    result = evaluate_tracker(tmp_path, "synthetic_test", paths=paths, cls_ann_dir=synthetic / "cls_annotations")
+    assert result["ao"] == evaluate_results(tmp_path, dataset, "got10k")["ao"] and result["per_challenge"]
+    with pytest.raises(NoGroundTruthError, match="upload the zip to the evaluation server"):
+        evaluate_tracker(tmp_path, "got10k_test", paths=paths)

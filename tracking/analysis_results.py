@@ -21,18 +21,12 @@ import sys
 from pathlib import Path
 
 from lib.test.analysis import evaluate_results, format_comparison, plot_per_challenge, plot_success
+from lib.test.analysis.evaluate import SERVER_HINTS
 from lib.test.evaluation.results import TEST_DATASETS, results_dir, test_dataset
 from lib.train.dataset.paths import DatasetPaths, add_path_arguments
 from lib.train.dataset.registry import build_dataset
 
 logger = logging.getLogger("analysis_results")
-
-SERVER_HINTS = {
-    "got10k_test": "zip the <seq>/ folders of the results (e.g. `cd <results dir> && zip -r ../submit.zip .`) "
-                   "and upload it to http://got-10k.aitestunion.com",
-    "trackingnet": "zip the <seq>.txt files and upload them to the TrackingNet evaluation server "
-                   "(https://eval.ai/web/challenges/challenge-page/1805)",
-}
 
 
 def parse_tracker(value: str) -> tuple[str, str, str]:

@@ -1,4 +1,5 @@
-"""Score the result files of one tracker run on one dataset: :func:`evaluate_results`.
+"""Score the result files of one tracker run on one dataset: :func:`evaluate_results` (ground truth
+given as a dataset object) or :func:`evaluate_tracker` (a test-dataset name such as ``got10k_val``).
 
 Result files are read in the layout of :mod:`lib.test.evaluation.results`; ground truth comes
 from a :class:`~lib.train.dataset.base.SequenceDataset`. The GOT-10k numbers follow the official
@@ -22,17 +23,31 @@ import cv2
 import numpy as np
 
 from lib.test.analysis import metrics
-from lib.test.evaluation.results import read_result_boxes, read_result_times, repetition_box_files, sequence_files
+from lib.test.evaluation.results import (
+    read_result_boxes, read_result_times, repetition_box_files, sequence_files, test_dataset,
+)
 from lib.train.dataset.base import IGNORE_LABEL, SequenceDataset, SequenceInfo
+from lib.train.dataset.paths import DatasetPaths
+from lib.train.dataset.registry import build_dataset
 from lib.utils.cls_loss import CLASS_NAMES
 
 logger = logging.getLogger(__name__)
 
 MAX_LISTED = 10  # missing sequence names quoted in an error message
+SERVER_HINTS = {  # test datasets whose ground truth is withheld: where their results are scored
+    "got10k_test": "zip the <seq>/ folders of the results (e.g. `cd <results dir> && zip -r ../submit.zip .`) "
+                   "and upload the zip to the evaluation server http://got-10k.aitestunion.com",
+    "trackingnet": "zip the <seq>.txt files and upload them to the TrackingNet evaluation server "
+                   "(https://eval.ai/web/challenges/challenge-page/1805)",
+}
 
 
 class MissingResultsError(FileNotFoundError):
     """Some sequences of the dataset have no result file."""
+
+
+class NoGroundTruthError(ValueError):
+    """The test dataset's ground truth is withheld (only the first box is public)."""
 
 
 @dataclass
@@ -187,3 +202,30 @@ def evaluate_results(
         result["per_sequence"][s.name] = {"ao": got["ao"], "sr50": got["sr50"],
                                           "auc": metrics.lasot_scores(s.curves)["auc"], "frames": got["frames"]}
     return result
+
+
+def evaluate_tracker(
+    results_dir: str | Path,
+    dataset: str,
+    *,
+    paths: DatasetPaths | None = None,
+    cls_ann_dir: str | Path | None = None,
+    skip_missing: bool = False,
+) -> dict:
+    """:func:`evaluate_results` of a ``tracking/test.py`` results folder on a test dataset given
+    by name (a key of :data:`lib.test.evaluation.results.TEST_DATASETS`, e.g. ``got10k_val``).
+
+    ``paths`` locates the dataset (default: ``DatasetPaths.from_env()``, i.e. environment
+    variables and ``./data``); ``cls_ann_dir`` adds the per-challenge rows.
+
+    Raises:
+        NoGroundTruthError: for ``got10k_test`` / ``trackingnet`` (the message says which
+            evaluation server scores them), and everything :func:`evaluate_results` raises.
+    """
+    spec = test_dataset(dataset)
+    if not spec.has_ground_truth:
+        hint = SERVER_HINTS.get(dataset, "submit the results to its evaluation server")
+        raise NoGroundTruthError(f"{dataset} has no public ground truth beyond the first frame, so it cannot be "
+                                 f"scored locally; {hint}")
+    ground_truth = build_dataset(spec.registry_name, paths or DatasetPaths.from_env(), cls_ann_dir=cls_ann_dir)
+    return evaluate_results(results_dir, ground_truth, spec.result_format, skip_missing=skip_missing)
