@@ -205,3 +205,37 @@ def read_result_times(path: str | Path) -> np.ndarray:
     if not rows:
         return np.zeros((0, 1), dtype=np.float64)
     return np.asarray(rows, dtype=np.float64)
+
+
+def got10k_zip_path(directory: str | Path) -> Path:
+    """Where :func:`write_got10k_zip` puts the server archive of a results folder: ``<directory>.zip``."""
+    directory = Path(directory)
+    return directory.with_name(directory.name + ".zip")
+
+
+def write_got10k_zip(directory: str | Path, sequences: Sequence[str], path: str | Path | None = None) -> Path:
+    """Zip the ``got10k``-format results of ``sequences`` for the GOT-10k evaluation server.
+
+    The archive root holds one ``<seq>/`` folder per sequence with ``<seq>_001.txt`` and
+    ``<seq>_time.txt``; written to a temporary name and renamed (default path:
+    :func:`got10k_zip_path`). Raises ``FileNotFoundError`` naming sequences without results.
+    """
+    directory = Path(directory)
+    path = Path(path) if path is not None else got10k_zip_path(directory)
+    files = [sequence_files(directory, seq, "got10k") for seq in sequences]
+    missing = [seq for seq, f in zip(sequences, files) if not (f.boxes.is_file() and f.times.is_file())]
+    if missing:
+        raise FileNotFoundError(f"not writing {path}: {len(missing)} sequences have no results in {directory} "
+                                f"(first: {', '.join(missing[:5])})")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        with zipfile.ZipFile(tmp, "x", compression=zipfile.ZIP_DEFLATED) as archive:
+            for seq, f in zip(sequences, files):
+                archive.write(f.boxes, f"{seq}/{f.boxes.name}")
+                archive.write(f.times, f"{seq}/{f.times.name}")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path

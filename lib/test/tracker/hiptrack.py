@@ -54,8 +54,25 @@ def load_network(cfg, checkpoint: str | Path, device: torch.device | str = "cpu"
     if kind != "tracker":
         raise CheckpointError(f"{checkpoint} is a backbone-only checkpoint; testing needs a tracker checkpoint "
                               "({'net': ...}) trained for this config")
+    check_head_matches(cfg, state, checkpoint)
     network.load_state_dict(state, strict=True)
     return network.to(device).eval()
+
+
+def check_head_matches(cfg, state: dict[str, torch.Tensor], checkpoint: str | Path) -> None:
+    """Raise ``CheckpointError`` when the checkpoint and the config disagree about the classification head."""
+    has_head = any(k.startswith("cls_head.") for k in state)
+    if has_head and not cfg.MODEL.CLS_HEAD.ENABLED:
+        raise CheckpointError(
+            f"{checkpoint} is a HIPTrack-CLS checkpoint (it holds cls_head.* weights) but the config has "
+            "MODEL.CLS_HEAD.ENABLED False. Test it with the classification tracker and its config "
+            "(tracking/test.py hiptrack_cls <cls config>), or strip the head first with "
+            "tracking/convert_cls_to_tracking.py --input CKPT --output PLAIN_CKPT")
+    if cfg.MODEL.CLS_HEAD.ENABLED and not has_head:
+        raise CheckpointError(
+            f"{checkpoint} holds no cls_head.* weights but the config has MODEL.CLS_HEAD.ENABLED True; "
+            "test a plain HIPTrack checkpoint with a config without the head (e.g. tracking/test.py hiptrack "
+            "hiptrack) or pass --opts MODEL.CLS_HEAD.ENABLED=False")
 
 
 class HIPTrackTracker:
@@ -73,6 +90,15 @@ class HIPTrackTracker:
         self.window = hann2d(network.search_grid).to(self.device)
         self.state: list[float] | None = None
         self.memory: TrackingState | None = None
+
+    @classmethod
+    def from_checkpoint(cls, cfg, checkpoint: str | Path, device: torch.device | str = "cpu",
+                        save_cls: bool = False) -> HIPTrackTracker:
+        """The tracker of ``cfg`` with the weights of ``checkpoint`` (loaded strictly)."""
+        if save_cls:
+            raise ValueError("the plain hiptrack tracker predicts no challenges; use the hiptrack_cls tracker "
+                             "with a HIPTrack-CLS config for --save_cls")
+        return cls(load_network(cfg, checkpoint, device), cfg, device)
 
     def _to_tensor(self, patch: np.ndarray) -> torch.Tensor:
         """uint8 (S, S, 3) RGB crop -> normalised (1, 3, S, S) float tensor on the device."""
@@ -112,7 +138,11 @@ class HIPTrackTracker:
         box = self.network.box_head.boxes_from_maps(response, maps["size_map"], maps["offset_map"])
         cx, cy, w, h = (box[0] * test.SEARCH_SIZE / resize_factor).tolist()
         self.state = clip_box(self._to_image(cx, cy, w, h, resize_factor), height, width, BOX_MARGIN)
-        return {"target_bbox": self.state}
+        return {"target_bbox": self.state, **self._extra_outputs(out)}
+
+    def _extra_outputs(self, out: dict[str, torch.Tensor]) -> dict:
+        """Further entries of ``track()``'s result from the network output (none here; subclass hook)."""
+        return {}
 
     def _to_image(self, cx: float, cy: float, w: float, h: float, resize_factor: float) -> list[float]:
         """Box centred at (cx, cy) in crop pixels (scaled back) -> image [x, y, w, h]."""

@@ -1,0 +1,45 @@
+"""HIPTrack-CLS tracker: HIPTrack's tracker that can also report the frame's maritime challenge.
+
+Tracking is exactly :class:`~lib.test.tracker.hiptrack.HIPTrackTracker` (the box path of
+HIPTrack-CLS does not depend on the head unless ``MODEL.CLS_HEAD.FUSION``). With
+``predict_challenges`` the network also runs its classification head on every search frame and
+``track()`` adds ``cls_id`` (int) and ``cls_probs`` (K softmax probabilities); without it the head
+never runs.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from lib.models.hiptrack.hiptrack_cls import HIPTrackCLS
+from lib.test.tracker.hiptrack import HIPTrackTracker, load_network
+
+
+class HIPTrackCLSTracker(HIPTrackTracker):
+    """Tracker around a :class:`HIPTrackCLS` network; optionally predicts each frame's challenge."""
+
+    def __init__(self, network: HIPTrackCLS, cfg, device: torch.device | str = "cpu", precision: str | None = None,
+                 predict_challenges: bool = False):
+        if not isinstance(network, HIPTrackCLS):
+            raise TypeError(f"HIPTrackCLSTracker needs a HIPTrackCLS network, got {type(network).__name__}; "
+                            "use a config with MODEL.CLS_HEAD.ENABLED True")
+        super().__init__(network, cfg, device, precision)
+        self.predict_challenges = predict_challenges
+        network.predict_challenges = predict_challenges
+
+    @classmethod
+    def from_checkpoint(cls, cfg, checkpoint: str | Path, device: torch.device | str = "cpu",
+                        save_cls: bool = False) -> HIPTrackCLSTracker:
+        """The tracker of a HIPTrack-CLS config with the weights of ``checkpoint`` (loaded strictly)."""
+        if not cfg.MODEL.CLS_HEAD.ENABLED:
+            raise ValueError("the hiptrack_cls tracker needs a config with MODEL.CLS_HEAD.ENABLED True; "
+                             "use the hiptrack tracker for plain HIPTrack configs")
+        return cls(load_network(cfg, checkpoint, device), cfg, device, predict_challenges=save_cls)
+
+    def _extra_outputs(self, out: dict[str, torch.Tensor]) -> dict:
+        """``cls_id`` and ``cls_probs`` of the frame when challenge predictions are on."""
+        if not self.predict_challenges:
+            return {}
+        probs = torch.softmax(out["cls_logits"].float()[0], dim=-1)
+        return {"cls_id": int(probs.argmax()), "cls_probs": probs.tolist()}
