@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path

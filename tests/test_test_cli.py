@@ -1,0 +1,206 @@
+"""tracking/test.py end to end on generated sequences, and the HIPTrack-CLS tracker."""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lib.config.hiptrack import load_config, resolve_experiment_config
+from lib.models import build_model
+from lib.synthetic import generate_dataset
+from lib.test.evaluation.results import read_challenges, read_result_boxes, results_dir, sequence_files
+from lib.test.tracker import TRACKERS, HIPTrackCLSTracker
+from lib.train.dataset.got10k import read_boxes
+from lib.utils.checkpoint import save_checkpoint
+
+TEST_PY = Path(__file__).resolve().parents[1] / "tracking" / "test.py"
+SEQUENCES = ("2-Boat", "4-USV")  # the test split of the generated data
+FRAMES = 12
+
+
+def load_test_cli():
+    """tracking/test.py as a module (tracking/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("tracking_test_cli", TEST_PY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def cli():
+    return load_test_cli()
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synthetic") / "data"
+    summary = generate_dataset(out, sequences=4, frames=FRAMES, seed=0, test_fraction=0.5)
+    assert tuple(summary["splits"]["test"]) == SEQUENCES
+    return out
+
+
+@pytest.fixture(scope="module")
+def cls_checkpoint(tmp_path_factory) -> Path:
+    """A random-init tiny HIPTrack-CLS checkpoint in the trainer's format."""
+    cfg = load_config(resolve_experiment_config("hiptrack_cls_tiny"))
+    torch.manual_seed(0)
+    model = build_model(cfg, training=False)
+    path = tmp_path_factory.mktemp("ckpt") / "HIPTrack_ep0002.pth.tar"
+    return save_checkpoint({"net": model.state_dict(), "epoch": 2, "config": cfg.to_dict()}, path)
+
+
+def out_dir(save_dir: Path, dataset: str = "synthetic_test", tracker: str = "hiptrack_cls") -> Path:
+    return results_dir(save_dir, tracker, "hiptrack_cls_tiny", dataset)
+
+
+def check_sequence_results(directory: Path, data_dir: Path, name: str, save_cls: bool) -> None:
+    files = sequence_files(directory, name, "got10k")
+    boxes = read_result_boxes(files.boxes)
+    assert boxes.shape == (FRAMES, 4) and np.isfinite(boxes).all()
+    lines = files.boxes.read_text().splitlines()
+    assert all(len(line.split(",")) == 4 for line in lines)
+    init = read_boxes(data_dir / "test" / name / "groundtruth.txt")[0]
+    np.testing.assert_allclose(boxes[0], init, atol=1e-3)
+    times = np.loadtxt(files.times)
+    assert times.shape == (FRAMES,) and (times > 0).all()
+    if save_cls:
+        ids, probs = read_challenges(files.challenges)
+        assert ids.shape == (FRAMES,) and ids[0] == -1 and np.isnan(probs[0]).all()
+        assert ((ids[1:] >= 0) & (ids[1:] < 10)).all()
+        np.testing.assert_allclose(probs[1:].sum(axis=1), 1.0, atol=1e-3)
+        np.testing.assert_array_equal(ids[1:], probs[1:].argmax(axis=1))
+    else:
+        assert not files.challenges.exists()
+
+
+def test_help(cli, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--help"])
+    assert exc.value.code == 0
+    assert "--save_cls" in capsys.readouterr().out
+
+
+def test_run_in_process_with_default_checkpoint_then_resume(cli, data_dir, cls_checkpoint, tmp_path, capsys):
+    save_dir = tmp_path / "output"
+    default = save_dir / "checkpoints" / "train" / "hiptrack" / "hiptrack_cls_tiny" / "HIPTrack_ep0002.pth.tar"
+    default.parent.mkdir(parents=True)
+    shutil.copy(cls_checkpoint, default)
+    argv = ["hiptrack_cls", "hiptrack_cls_tiny", "--dataset", "synthetic_test", "--save_dir", str(save_dir),
+            "--dataset_dir", f"synthetic={data_dir}", "--save_cls", "--device", "cpu"]
+    assert cli.main(argv) == 0
+    assert "2 sequences done, 0 skipped, 0 failed" in capsys.readouterr().out
+    directory = out_dir(save_dir)
+    for name in SEQUENCES:
+        check_sequence_results(directory, data_dir, name, save_cls=True)
+
+    stamps = {p: p.stat().st_mtime_ns for p in directory.rglob("*.txt")}
+    assert len(stamps) == 3 * len(SEQUENCES)
+    assert cli.main(argv) == 0
+    assert "0 sequences done, 2 skipped, 0 failed" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in directory.rglob("*.txt")} == stamps
+
+
+def test_worker_processes(cli, data_dir, cls_checkpoint, tmp_path, capsys):
+    save_dir = tmp_path / "output"
+    argv = ["hiptrack_cls", "hiptrack_cls_tiny", "--dataset", "synthetic_test", "--save_dir", str(save_dir),
+            "--checkpoint", str(cls_checkpoint), "--dataset_dir", f"synthetic={data_dir}", "--threads", "2"]
+    assert cli.main(argv) == 0
+    assert "2 sequences done" in capsys.readouterr().out
+    for name in SEQUENCES:
+        check_sequence_results(out_dir(save_dir), data_dir, name, save_cls=False)
+
+
+def test_failing_sequence_is_listed_and_the_others_complete(cli, data_dir, cls_checkpoint, tmp_path, capsys, caplog):
+    broken = tmp_path / "data"
+    shutil.copytree(data_dir, broken)
+    (broken / "test" / "4-USV" / "00000005.jpg").write_bytes(b"not a jpeg")
+    save_dir = tmp_path / "output"
+    argv = ["hiptrack_cls", "hiptrack_cls_tiny", "--dataset", "synthetic_test", "--save_dir", str(save_dir),
+            "--checkpoint", str(cls_checkpoint), "--dataset_dir", f"synthetic={broken}"]
+    with caplog.at_level(logging.ERROR):
+        assert cli.main(argv) == 1
+    assert "1 sequences done, 0 skipped, 1 failed" in capsys.readouterr().out
+    assert "4-USV" in caplog.text and "00000005.jpg" in caplog.text
+    check_sequence_results(out_dir(save_dir), broken, "2-Boat", save_cls=False)
+    assert not (out_dir(save_dir) / "4-USV").exists()
+
+
+def test_got10k_test_writes_the_server_zip(cli, data_dir, cls_checkpoint, tmp_path):
+    got10k = tmp_path / "got10k"
+    shutil.copytree(data_dir / "test", got10k / "test")
+    for name in SEQUENCES:  # GOT-10k test publishes the first box only
+        gt = got10k / "test" / name / "groundtruth.txt"
+        gt.write_text(gt.read_text().splitlines()[0] + "\n")
+    save_dir = tmp_path / "output"
+    argv = ["hiptrack_cls", "hiptrack_cls_tiny", "--dataset", "got10k_test", "--save_dir", str(save_dir),
+            "--checkpoint", str(cls_checkpoint), "--dataset_dir", f"got10k={got10k}"]
+    assert cli.main(argv) == 0
+    directory = out_dir(save_dir, "got10k_test")
+    archive = directory.with_name("got10k_test.zip")
+    with zipfile.ZipFile(archive) as z:
+        assert sorted(z.namelist()) == sorted(f"{s}/{s}_{kind}.txt" for s in SEQUENCES for kind in ("001", "time"))
+        assert z.read("2-Boat/2-Boat_001.txt") == (directory / "2-Boat" / "2-Boat_001.txt").read_bytes()
+
+
+def test_missing_checkpoint_names_path_and_flags(cli, data_dir, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["hiptrack_cls", "hiptrack_cls_tiny", "--dataset", "synthetic_test", "--save_dir", str(tmp_path),
+                  "--epoch", "7", "--dataset_dir", f"synthetic={data_dir}"])
+    message = str(exc.value.code)
+    assert "HIPTrack_ep0007.pth.tar" in message and "--checkpoint" in message and "--epoch" in message
+
+
+def test_cls_checkpoint_with_plain_tracker_suggests_the_fix(cli, data_dir, cls_checkpoint, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["hiptrack", "hiptrack_tiny", "--dataset", "synthetic_test", "--save_dir", str(tmp_path),
+                  "--checkpoint", str(cls_checkpoint), "--dataset_dir", f"synthetic={data_dir}"])
+    message = str(exc.value.code)
+    assert "hiptrack_cls" in message and "convert_cls_to_tracking.py" in message
+    assert not any(tmp_path.rglob("*.txt"))
+
+
+def moving_square(frames: int = 8, size: int = 160, side: int = 24):
+    rng = np.random.default_rng(0)
+    images = []
+    for t in range(frames):
+        img = rng.integers(0, 80, (size, size, 3), dtype=np.uint8)
+        img[30 + 4 * t:54 + 4 * t, 20 + 6 * t:44 + 6 * t] = (230, 200, 40)
+        images.append(img)
+    return images, [20, 30, side, side]
+
+
+def test_cls_tracker_runs_the_head_only_for_challenge_predictions():
+    cfg = load_config(resolve_experiment_config("hiptrack_cls_tiny"))
+    torch.manual_seed(0)
+    network = build_model(cfg, training=False)
+    runs = []
+    network.cls_head.projection.register_forward_hook(lambda *a: runs.append(1))
+    images, box = moving_square()
+    results = {}
+    for predict in (False, True):
+        tracker = HIPTrackCLSTracker(network, cfg, predict_challenges=predict)
+        tracker.initialize(images[0], {"init_bbox": box})
+        results[predict] = [tracker.track(img) for img in images[1:]]
+        if not predict:
+            assert not runs and all(set(r) == {"target_bbox"} for r in results[False])
+    assert len(runs) == len(images) - 1
+    for plain, with_cls in zip(results[False], results[True]):
+        assert plain["target_bbox"] == with_cls["target_bbox"]
+        probs = np.asarray(with_cls["cls_probs"])
+        assert probs.shape == (10,) and probs.sum() == pytest.approx(1.0, abs=1e-5)
+        assert with_cls["cls_id"] == int(probs.argmax())
+
+
+def test_tracker_table_and_config_checks():
+    assert set(TRACKERS) == {"hiptrack", "hiptrack_cls"}
+    plain_cfg = load_config(resolve_experiment_config("hiptrack_tiny"))
+    with pytest.raises(ValueError, match="CLS_HEAD.ENABLED True"):
+        TRACKERS["hiptrack_cls"].from_checkpoint(plain_cfg, "unused.pth")
+    with pytest.raises(ValueError, match="hiptrack_cls"):
+        TRACKERS["hiptrack"].from_checkpoint(plain_cfg, "unused.pth", save_cls=True)
