@@ -116,6 +116,19 @@ def test_worker_processes(cli, data_dir, cls_checkpoint, tmp_path, capsys):
         check_sequence_results(out_dir(save_dir), data_dir, name, save_cls=False)
 
 
+def test_one_sequence_and_unknown_sequence(cli, data_dir, cls_checkpoint, tmp_path, capsys):
+    save_dir = tmp_path / "output"
+    argv = ["hiptrack_cls", "hiptrack_cls_tiny", "--dataset", "synthetic_test", "--save_dir", str(save_dir),
+            "--checkpoint", str(cls_checkpoint), "--dataset_dir", f"synthetic={data_dir}"]
+    assert cli.main(argv + ["--sequence", "4-USV"]) == 0
+    assert "1 sequences done, 0 skipped, 0 failed" in capsys.readouterr().out
+    check_sequence_results(out_dir(save_dir), data_dir, "4-USV", save_cls=False)
+    assert not (out_dir(save_dir) / "2-Boat").exists()
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv + ["--sequence", "9-Nothing"])
+    assert "9-Nothing" in str(exc.value.code) and "2-Boat" in str(exc.value.code)
+
+
 def test_failing_sequence_is_listed_and_the_others_complete(cli, data_dir, cls_checkpoint, tmp_path, capsys, caplog):
     broken = tmp_path / "data"
     shutil.copytree(data_dir, broken)
@@ -196,6 +209,12 @@ def test_cls_tracker_runs_the_head_only_for_challenge_predictions():
         assert probs.shape == (10,) and probs.sum() == pytest.approx(1.0, abs=1e-5)
         assert with_cls["cls_id"] == int(probs.argmax())
 
+    # two trackers on one network: each call uses its own tracker's setting
+    off, on = (HIPTrackCLSTracker(network, cfg, predict_challenges=p) for p in (False, True))
+    for tracker in (off, on):
+        tracker.initialize(images[0], {"init_bbox": box})
+    assert "cls_id" in on.track(images[1]) and "cls_id" not in off.track(images[1])
+
 
 def test_tracker_table_and_config_checks():
     assert set(TRACKERS) == {"hiptrack", "hiptrack_cls"}
@@ -204,3 +223,6 @@ def test_tracker_table_and_config_checks():
         TRACKERS["hiptrack_cls"].from_checkpoint(plain_cfg, "unused.pth")
     with pytest.raises(ValueError, match="hiptrack_cls"):
         TRACKERS["hiptrack"].from_checkpoint(plain_cfg, "unused.pth", save_cls=True)
+    cls_cfg = load_config(resolve_experiment_config("hiptrack_cls_tiny"))
+    with pytest.raises(ValueError, match="hiptrack_cls tracker.*convert_cls_to_tracking.py"):
+        TRACKERS["hiptrack"].from_checkpoint(cls_cfg, "unused.pth")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import platform
 import sys
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from lib.test.evaluation.runner import RunSettings, run_dataset
 from lib.test.tracker import TRACKERS
 from lib.train.dataset.paths import DatasetPaths, add_path_arguments
 from lib.train.dataset.registry import build_dataset
+from lib.train.run import git_hash
 from lib.train.trainer import RunPaths
 
 logger = logging.getLogger("tracking.test")
@@ -68,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     config_path = resolve_experiment_config(args.tracker_param)
     param = config_path.stem
     cfg = load_config(config_path, opts=args.opts)
+    logger.info("python %s, torch %s, git %s; config %s", platform.python_version(), torch.__version__,
+                git_hash(), config_path)
+    logger.debug("resolved config:\n%s", cfg)
     epoch = args.epoch if args.epoch is not None else cfg.TEST.EPOCH
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint(args.save_dir, param, epoch)
     if not checkpoint.is_file():

@@ -7,7 +7,7 @@ from lib.test.tracker.hiptrack import HIPTrackTracker
 from lib.test.tracker.hiptrack_cls import HIPTrackCLSTracker
 
 TRACKERS: dict[str, type[HIPTrackTracker]] = {
-    "hiptrack": HIPTrackTracker,          # plain HIPTrack (a HIPTrack-CLS network tracks too, head unused)
+    "hiptrack": HIPTrackTracker,          # plain HIPTrack (configs with MODEL.CLS_HEAD.ENABLED False)
     "hiptrack_cls": HIPTrackCLSTracker,   # HIPTrack-CLS; with save_cls also per-frame challenge predictions
 }
 

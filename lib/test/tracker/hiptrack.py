@@ -98,6 +98,11 @@ class HIPTrackTracker:
         if save_cls:
             raise ValueError("the plain hiptrack tracker predicts no challenges; use the hiptrack_cls tracker "
                              "with a HIPTrack-CLS config for --save_cls")
+        if cfg.MODEL.CLS_HEAD.ENABLED:
+            raise ValueError("the plain hiptrack tracker runs plain HIPTrack, but this config has "
+                             "MODEL.CLS_HEAD.ENABLED True: test a HIPTrack-CLS checkpoint with the hiptrack_cls "
+                             "tracker, or strip its head with tracking/convert_cls_to_tracking.py and test the "
+                             "result with a config without the head")
         return cls(load_network(cfg, checkpoint, device), cfg, device)
 
     def _to_tensor(self, patch: np.ndarray) -> torch.Tensor:

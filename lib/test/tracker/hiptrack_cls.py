@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from lib.models.hiptrack.hiptrack_cls import HIPTrackCLS
@@ -36,6 +37,11 @@ class HIPTrackCLSTracker(HIPTrackTracker):
             raise ValueError("the hiptrack_cls tracker needs a config with MODEL.CLS_HEAD.ENABLED True; "
                              "use the hiptrack tracker for plain HIPTrack configs")
         return cls(load_network(cfg, checkpoint, device), cfg, device, predict_challenges=save_cls)
+
+    def track(self, image: np.ndarray, info: dict | None = None) -> dict:
+        """HIPTrack's ``track()``; with ``predict_challenges`` also ``cls_id`` and ``cls_probs``."""
+        self.network.predict_challenges = self.predict_challenges  # the network may be shared by trackers
+        return super().track(image, info)
 
     def _extra_outputs(self, out: dict[str, torch.Tensor]) -> dict:
         """``cls_id`` and ``cls_probs`` of the frame when challenge predictions are on."""
