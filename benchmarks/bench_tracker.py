@@ -45,7 +45,8 @@ class TimedFrame:
         tracker.track(image)  # one real write: the bank's first entry, with the model's dtype
         fill_memory(tracker.network, state, bank - 1)
         self.read_index = cfg.TEST.WARMUP_FRAMES  # next call is the first frame reading the bank
-        assert len(state.memory) == bank
+        if len(state.memory) != bank:
+            raise RuntimeError(f"bank holds {len(state.memory)} frames, expected {bank} (MODEL.MAX_MEM too small?)")
 
     def __call__(self) -> float:
         self.tracker.memory.frame_index = self.read_index

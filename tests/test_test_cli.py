@@ -169,6 +169,14 @@ def test_missing_checkpoint_names_path_and_flags(cli, data_dir, tmp_path):
     assert "HIPTrack_ep0007.pth.tar" in message and "--checkpoint" in message and "--epoch" in message
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda_is_a_clear_error(cli, data_dir, cls_checkpoint, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["hiptrack_cls", "hiptrack_cls_tiny", "--dataset", "synthetic_test", "--save_dir", str(tmp_path),
+                  "--checkpoint", str(cls_checkpoint), "--dataset_dir", f"synthetic={data_dir}", "--device", "cuda"])
+    assert "--device cpu" in str(exc.value.code)
+
+
 def test_cls_checkpoint_with_plain_tracker_suggests_the_fix(cli, data_dir, cls_checkpoint, tmp_path):
     with pytest.raises(SystemExit) as exc:
         cli.main(["hiptrack", "hiptrack_tiny", "--dataset", "synthetic_test", "--save_dir", str(tmp_path),
