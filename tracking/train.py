@@ -22,6 +22,7 @@ LAUNCHER_ONLY = ("--nproc_per_node", "--nnodes", "--node_rank", "--master_addr",
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface of training runs and of their torchrun workers."""
     parser = argparse.ArgumentParser(description="Train HIPTrack / HIPTrack-CLS.")
     parser.add_argument("--script", default="hiptrack", choices=["hiptrack"], help="experiment family")
     parser.add_argument("--config", default="hiptrack_cls", help="experiment name (experiments/<script>/) or YAML path")
@@ -60,6 +61,7 @@ def worker_argv(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Train (``--mode single`` or inside a torchrun worker) or launch the workers; the exit code."""
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     in_worker = "LOCAL_RANK" in os.environ
@@ -67,13 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         return launch_distributed(args, Path(__file__).resolve(), worker_argv(argv))
     try:
-        return run_training(args)
+        return run_training(args)  # logs its own errors: 1 = training failed, 2 = bad config / paths
     except KeyboardInterrupt:
         logging.getLogger("lib.train").error("interrupted")
         return 130
-    except Exception:
-        logging.getLogger("lib.train").exception("training failed")
-        return 1
 
 
 if __name__ == "__main__":

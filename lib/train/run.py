@@ -7,12 +7,14 @@ process-group environment set (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import platform
 import random
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,29 +22,54 @@ import torch
 import torch.distributed as dist
 
 from lib.config.hiptrack import load_config, resolve_experiment_config
+from lib.config.node import ConfigError
+from lib.train.dataset.paths import DatasetRootError
+from lib.utils.checkpoint import CheckpointError
 
 logger = logging.getLogger("lib.train")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
+# errors in what the user gave (config name or key, dataset paths, checkpoint file): one clear
+# message, no traceback, exit code 2
+USER_ERRORS = (ConfigError, DatasetRootError, CheckpointError, FileNotFoundError)
 
-def setup_logging(log_file: Path | None, rank: int, level: str = "INFO") -> None:
-    """Console (and file) logging; ranks other than 0 only report warnings and errors."""
+
+@contextlib.contextmanager
+def training_logging(rank: int, level: str = "INFO") -> Iterator[Callable[[Path], None]]:
+    """Console logging for a run (ranks other than 0: warnings and errors only).
+
+    Yields a function that adds the run's log file (rank 0 only). The root logger's previous
+    handlers and level are restored on exit, so runs can follow one another in one process.
+    """
     root = logging.getLogger()
-    root.handlers.clear()
-    root.setLevel(getattr(logging, level) if rank == 0 else logging.WARNING)
+    saved_handlers, saved_level = list(root.handlers), root.level
     fmt = logging.Formatter(f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
-    console = logging.StreamHandler(sys.stderr)
-    console.setFormatter(fmt)
-    root.addHandler(console)
-    if log_file is not None and rank == 0:
+    added: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    added[0].setFormatter(fmt)
+    root.handlers = list(added)
+    root.setLevel(getattr(logging, level) if rank == 0 else logging.WARNING)
+
+    def add_log_file(log_file: Path) -> None:
+        if rank != 0:
+            return
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        file_handler = logging.FileHandler(log_file)
-        file_handler.setFormatter(fmt)
-        root.addHandler(file_handler)
+        handler = logging.FileHandler(log_file)
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+        added.append(handler)
+
+    try:
+        yield add_log_file
+    finally:
+        for handler in added:
+            handler.close()
+        root.handlers = saved_handlers
+        root.setLevel(saved_level)
 
 
 def git_hash() -> str:
+    """Short commit hash of the source tree, or ``unknown``."""
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
                              text=True, timeout=5)
@@ -52,6 +79,7 @@ def git_hash() -> str:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed python, NumPy and torch."""
     random.seed(seed)
     np.random.seed(seed % 2 ** 32)
     torch.manual_seed(seed)
@@ -82,7 +110,20 @@ def init_distributed(device: torch.device):
 
 
 def run_training(args: argparse.Namespace) -> int:
-    """Train as ``args`` say; returns the process exit code."""
+    """Train as ``args`` say; returns the process exit code (0 done, 1 failed, 2 bad input)."""
+    rank = int(os.environ.get("RANK", "0"))
+    with training_logging(rank, args.log_level) as add_log_file:
+        try:
+            return _train(args, add_log_file)
+        except USER_ERRORS as e:
+            logger.error("%s", e)
+            return 2
+        except Exception:
+            logger.exception("training failed")
+            return 1
+
+
+def _train(args: argparse.Namespace, add_log_file: Callable[[Path], None]) -> int:
     from lib.models import build_model
     from lib.train.actors.hiptrack_cls import HIPTrackActor
     from lib.train.data.loader import build_train_loader, set_epoch
@@ -94,8 +135,7 @@ def run_training(args: argparse.Namespace) -> int:
     config_path = resolve_experiment_config(args.config, script=args.script)
     config_name = config_path.stem
     paths = RunPaths(Path(args.save_dir).expanduser().resolve(), config_name, args.script)
-    rank = int(os.environ.get("RANK", "0"))
-    setup_logging(paths.log_file, rank, args.log_level)
+    add_log_file(paths.log_file)
     cfg = load_config(config_path, opts=args.opts)
     device = resolve_device(args.device, local_rank)
     dist_info = init_distributed(device)
@@ -104,8 +144,12 @@ def run_training(args: argparse.Namespace) -> int:
         seed_everything(seed + dist_info.rank)
         if dist_info.is_main:
             logger.info("command: %s", " ".join(sys.argv))
+            logger.info("arguments: %s", " ".join(f"--{k} {v}" for k, v in vars(args).items()))
             logger.info("python %s, torch %s, %s, git %s, device %s, world size %d, seed %d", platform.python_version(),
                         torch.__version__, platform.platform(), git_hash(), device, dist_info.world_size, seed)
+            if dist_info.enabled:
+                logger.info("process group: %s, rendezvous %s:%s", dist.get_backend(),
+                            os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT"))
             logger.info("config %s:\n%s", config_path, cfg)
             cfg.dump_yaml(paths.checkpoint_dir / "config.yaml")
         data_paths = DatasetPaths.from_env(args.dataset_dir, args.paths, args.data_dir)

@@ -29,6 +29,11 @@ def training_stage(cfg, epoch: int) -> int:
     return 1 if epoch <= cfg.TRAIN.STAGE1_EPOCHS else 2
 
 
+def stage_first_epoch(cfg, stage: int) -> int:
+    """First (1-based) epoch of ``stage``: 1 for stages 0 and 1, ``STAGE1_EPOCHS + 1`` for stage 2."""
+    return cfg.TRAIN.STAGE1_EPOCHS + 1 if stage == 2 else 1
+
+
 def stage_learning_rate(cfg, stage: int) -> float:
     """Base learning rate of a stage (``TRAIN.LR`` for single-stage training)."""
     return {0: cfg.TRAIN.LR, 1: cfg.TRAIN.STAGE1_LR, 2: cfg.TRAIN.STAGE2_LR}[stage]
@@ -58,6 +63,11 @@ def set_trainable(model: nn.Module, cfg, epoch: int) -> None:
             else:
                 trains = stage != 1
             param.requires_grad_(trains)
+
+
+def trainable_names(model: nn.Module) -> frozenset[str]:
+    """Names of the parameters that currently require gradients."""
+    return frozenset(name for name, p in model.named_parameters() if p.requires_grad)
 
 
 def enter_train_mode(model: nn.Module) -> None:

@@ -23,8 +23,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from lib.train.trainable import enter_train_mode, set_trainable, stage_learning_rate, trainable_summary, \
-    training_stage
+from lib.train.trainable import enter_train_mode, set_trainable, stage_first_epoch, stage_learning_rate, \
+    trainable_names, trainable_summary, training_stage
 from lib.train.metrics import EpochMetrics
 from lib.utils.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 
@@ -100,6 +100,21 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+class NonFiniteLossError(RuntimeError):
+    """Too many consecutive training steps with a NaN / inf loss or gradient norm."""
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    """``{"TRAIN.LR": 1e-4, ...}`` from a nested config dict."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def _as_tuple(value):
     return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
 
@@ -135,14 +150,19 @@ class Trainer:
 
     def _trainable_parameters(self) -> tuple[list, list]:
         backbone, rest = [], []
-        for name, p in self.model.named_parameters():
+        for name, p in self._bare_model.named_parameters():
             if p.requires_grad:
                 (backbone if name.startswith("backbone.") else rest).append(p)
         return backbone, rest
 
     def _enter_stage(self, stage: int, epoch: int) -> None:
-        """Set trainable parts for ``epoch`` and rebuild the optimiser / scheduler for ``stage``."""
-        set_trainable(self.model, self.cfg, epoch)
+        """Rebuild the optimiser / scheduler for ``stage``, then set the trainable parts for ``epoch``.
+
+        The optimiser holds the parameters trainable at the stage's first epoch, whatever ``epoch``
+        is: a run resumed in the middle of a stage (e.g. after FREEZE_CLS_EPOCH froze the head)
+        rebuilds the same parameter groups as the run that wrote the checkpoint.
+        """
+        set_trainable(self._bare_model, self.cfg, stage_first_epoch(self.cfg, stage))
         train = self.cfg.TRAIN
         lr = stage_learning_rate(self.cfg, stage)
         backbone, rest = self._trainable_parameters()
@@ -157,6 +177,7 @@ class Trainer:
             self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, train.LR_DROP_EPOCH,
                                                              gamma=train.SCHEDULER.DECAY_RATE)
         self.stage = stage
+        set_trainable(self._bare_model, self.cfg, epoch)
         self._wrap_ddp()
         if self.dist.is_main:
             what = {0: "single stage", 1: "stage 1 (classification head)", 2: "stage 2 (everything)"}[stage]
@@ -179,7 +200,18 @@ class Trainer:
         self.actor.net = self.model
 
     # ------------------------------------------------------------------ checkpoints
+    def _rng_states(self) -> list[dict]:
+        """RNG states of every rank, rank order (call on all ranks)."""
+        state = rng_state()
+        if not self.dist.enabled:
+            return [state]
+        gathered: list = [None] * self.dist.world_size
+        dist.all_gather_object(gathered, state)
+        return gathered
+
     def save(self, epoch: int) -> Path | None:
+        """Write the checkpoint of ``epoch`` (rank 0); every rank must call this (RNG states are gathered)."""
+        rng_ranks = self._rng_states()
         if not self.dist.is_main:
             return None
         payload = {
@@ -190,7 +222,9 @@ class Trainer:
             "epoch": epoch,
             "stage": self.stage,
             "nonfinite_total": self.nonfinite_total,
-            "rng": rng_state(),
+            "rng": rng_ranks[0],
+            "rng_ranks": rng_ranks,
+            "world_size": self.dist.world_size,
             "config": self.cfg.to_dict(),
             "net_type": type(self._bare_model).__name__,
         }
@@ -222,30 +256,60 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.nonfinite_total = state.get("nonfinite_total", 0)
-        set_rng_state(state["rng"])
+        set_rng_state(self._rank_rng(state, checkpoint))
+        self._warn_config_changes(state.get("config", {}), checkpoint)
         self.epoch = epoch
         logger.info("resumed from %s (epoch %d done)", checkpoint, epoch)
+
+    def _rank_rng(self, state: dict, checkpoint) -> dict:
+        """This rank's RNG state from a checkpoint (rank 0's when the world size changed)."""
+        ranks = state.get("rng_ranks") or [state["rng"]]
+        if len(ranks) == self.dist.world_size:
+            return ranks[self.dist.rank]
+        if self.dist.is_main:
+            logger.warning("%s was written by %d process(es), this run has %d: every rank continues with rank 0's "
+                           "RNG state, so the run is not an exact continuation", checkpoint, len(ranks),
+                           self.dist.world_size)
+        return ranks[0]
+
+    def _warn_config_changes(self, saved: dict, checkpoint) -> None:
+        """Log the config keys whose values differ from the checkpoint's (TRAIN.EPOCH usually does)."""
+        if not self.dist.is_main or not saved:
+            return
+        old, new = _flatten(saved), _flatten(self.cfg.to_dict())
+        changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+        if changed:
+            logger.warning("config differs from %s in: %s", checkpoint,
+                           ", ".join(f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in changed))
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> None:
         """Train from ``self.epoch + 1`` to ``TRAIN.EPOCH``."""
         train = self.cfg.TRAIN
-        for epoch in range(self.epoch + 1, train.EPOCH + 1):
-            stage = training_stage(self.cfg, epoch)
-            if stage != self.stage:
-                self._enter_stage(stage, epoch)
-            else:
-                set_trainable(self.model, self.cfg, epoch)  # FREEZE_CLS_EPOCH can change within a stage
-            stats = self.train_epoch(epoch)
-            self.scheduler.step()
-            self._log_epoch("train", epoch, stats)
-            if self.val_loader is not None and epoch % train.VAL_EPOCH_INTERVAL == 0:
-                self._log_epoch("val", epoch, self.validate(epoch))
-            self.epoch = epoch
-            if epoch % train.SAVE_INTERVAL == 0 or epoch == train.EPOCH:
-                self.save(epoch)
-        for writer in self.writers.values():
-            writer.close()
+        try:
+            for epoch in range(self.epoch + 1, train.EPOCH + 1):
+                stage = training_stage(self.cfg, epoch)
+                if stage != self.stage:
+                    self._enter_stage(stage, epoch)
+                else:  # FREEZE_CLS_EPOCH can change the trainable set within a stage
+                    before = trainable_names(self._bare_model)
+                    set_trainable(self._bare_model, self.cfg, epoch)
+                    if trainable_names(self._bare_model) != before:
+                        self._wrap_ddp()  # DDP must not see requires_grad change under it
+                        if self.dist.is_main:
+                            logger.info("epoch %d: trainable parameters changed (TRAIN.FREEZE_CLS_EPOCH)", epoch)
+                lrs = {f"LearningRate/{g.get('name', i)}": g["lr"] for i, g in enumerate(self.optimizer.param_groups)}
+                stats = self.train_epoch(epoch)
+                self.scheduler.step()
+                self._log_epoch("train", epoch, {**stats, **lrs})
+                if self.val_loader is not None and epoch % train.VAL_EPOCH_INTERVAL == 0:
+                    self._log_epoch("val", epoch, self.validate(epoch))
+                self.epoch = epoch
+                if epoch % train.SAVE_INTERVAL == 0 or epoch == train.EPOCH:
+                    self.save(epoch)
+        finally:
+            for writer in self.writers.values():
+                writer.close()
 
     def _autocast(self):
         dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
@@ -273,13 +337,18 @@ class Trainer:
                 loss, stats = self.actor(batch, epoch)
             self.optimizer.zero_grad(set_to_none=True)
             if not self._all_ranks_finite(loss):
-                self._count_nonfinite(epoch, it)
+                self._count_nonfinite(epoch, it, "loss")
                 continue
-            self.nonfinite_in_a_row = 0
             self.scaler.scale(loss).backward()
             if self.cfg.TRAIN.GRAD_CLIP_NORM > 0:
                 self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(params, self.cfg.TRAIN.GRAD_CLIP_NORM)
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.TRAIN.GRAD_CLIP_NORM)
+                # with loss scaling the scaler skips such steps itself and lowers its scale
+                if not self.scaler.is_enabled() and not torch.isfinite(grad_norm):
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self._count_nonfinite(epoch, it, "gradient")
+                    continue
+            self.nonfinite_in_a_row = 0
             self.scaler.step(self.optimizer)
             self.scaler.update()
             metrics.update(stats, batch["search_images"].shape[0])
@@ -294,15 +363,17 @@ class Trainer:
             progress.close()
         return metrics.reduce(self.dist.enabled, self.device)
 
-    def _count_nonfinite(self, epoch: int, it: int) -> None:
+    def _count_nonfinite(self, epoch: int, it: int, what: str = "loss") -> None:
+        """Count a skipped step; raise NonFiniteLossError after TRAIN.MAX_NONFINITE_STEPS in a row."""
         self.nonfinite_in_a_row += 1
         self.nonfinite_total += 1
-        logger.warning("non-finite loss at epoch %d iteration %d: step skipped (%d in a row, %d in total)",
-                       epoch, it, self.nonfinite_in_a_row, self.nonfinite_total)
+        if self.dist.is_main:
+            logger.warning("non-finite %s at epoch %d iteration %d: step skipped (%d in a row, %d in total)",
+                           what, epoch, it, self.nonfinite_in_a_row, self.nonfinite_total)
         if self.nonfinite_in_a_row >= self.cfg.TRAIN.MAX_NONFINITE_STEPS:
-            raise RuntimeError(f"{self.nonfinite_in_a_row} consecutive non-finite losses, the last at epoch {epoch} "
-                               f"iteration {it}: stopping (TRAIN.MAX_NONFINITE_STEPS). Lower the learning rate or "
-                               "check the data.")
+            raise NonFiniteLossError(
+                f"{self.nonfinite_in_a_row} consecutive non-finite losses / gradients, the last at epoch {epoch} "
+                f"iteration {it}: stopping (TRAIN.MAX_NONFINITE_STEPS). Lower the learning rate or check the data.")
 
     @torch.no_grad()
     def validate(self, epoch: int) -> dict:
@@ -340,9 +411,6 @@ class Trainer:
             return
         for key, value in scalars.items():
             writer.add_scalar(key, value, epoch)
-        if split == "train":
-            for i, group in enumerate(self.optimizer.param_groups):
-                writer.add_scalar(f"LearningRate/group{i}", group["lr"], epoch)
         if "confusion" in stats:
             from lib.train.metrics import render_confusion_matrix
             writer.add_image("ConfusionMatrix", render_confusion_matrix(stats["confusion"]), epoch, dataformats="HWC")
