@@ -1,0 +1,281 @@
+"""Training through the real command line (tracking/train.py) on generated synthetic data.
+
+Every run uses the tiny HIPTrack-CLS config shrunk further with --opts (two search frames, a
+couple of steps per epoch), so a run takes a second or two on a CPU. Covered: artefacts
+(checkpoints, config.yaml, log, TensorBoard tags), exact resume, two-stage training and
+FREEZE_CLS_EPOCH, NaN handling, two-process DDP with gloo through torchrun, and input errors.
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lib.synthetic import generate_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN_SCRIPT = REPO / "tracking" / "train.py"
+CONFIG = "hiptrack_cls_tiny"
+SEED = 7
+SMALL = ["DATA.TRAIN.DATASETS_NAME=[SYNTHETIC_train]", "DATA.VAL.DATASETS_NAME=[SYNTHETIC_test]",
+         "DATA.TRAIN.SAMPLE_PER_EPOCH=4", "DATA.VAL.SAMPLE_PER_EPOCH=2", "TRAIN.BATCH_SIZE=2",
+         "DATA.SEARCH.NUMBER=2", "TRAIN.EPOCH=2"]
+TB_TAGS = ("Loss/total", "Loss/giou", "Loss/l1", "Loss/location", "Loss/classification", "IoU", "Accuracy")
+
+
+@pytest.fixture(scope="module")
+def train_cli():
+    """tracking/train.py as a module (tracking/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("train_cli", TRAIN_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    """A data dir holding ``synthetic/`` (3 train + 1 test sequences) with challenge labels."""
+    root = tmp_path_factory.mktemp("data")
+    generate_dataset(root / "synthetic", sequences=4, frames=20, seed=0, size=(160, 120))
+    return root
+
+
+def cli_args(data_dir: Path, save_dir: Path, *opts: str, extra: tuple[str, ...] = (), val: bool = False) -> list[str]:
+    """Arguments of a tiny CPU run; later ``opts`` override the SMALL defaults."""
+    labels = data_dir / "synthetic" / "cls_annotations"
+    args = ["--script", "hiptrack", "--config", CONFIG, "--save_dir", str(save_dir), "--mode", "single",
+            "--data_dir", str(data_dir), "--device", "cpu", "--seed", str(SEED), *extra]
+    if not val:
+        args.append("--no_val")
+    return args + ["--opts", *SMALL, f"DATA.TRAIN.CLS_ANN_DIR={labels}", f"DATA.VAL.CLS_ANN_DIR={labels}", *opts]
+
+
+def run_dir(save_dir: Path) -> Path:
+    return save_dir / "checkpoints" / "train" / "hiptrack" / CONFIG
+
+
+def checkpoint(save_dir: Path, epoch: int) -> dict:
+    return torch.load(run_dir(save_dir) / f"HIPTrack_ep{epoch:04d}.pth.tar", map_location="cpu", weights_only=True)
+
+
+def log_text(save_dir: Path) -> str:
+    return (save_dir / "logs" / f"hiptrack-{CONFIG}.log").read_text()
+
+
+def epoch_lines(save_dir: Path, epoch: int) -> list[str]:
+    """The training log lines of ``epoch`` (per iteration and the epoch summary), timestamps removed."""
+    pattern = re.compile(rf"\[train\] epoch {epoch}[ :].*")
+    lines = [m.group(0) for m in pattern.finditer(log_text(save_dir))]
+    return [re.sub(r", [\d.]+ samples/s", "", line) for line in lines]
+
+
+def equal_state(a: dict, b: dict, prefix: str = "", invert: bool = False) -> bool:
+    """Whether the tensors of ``a`` and ``b`` whose keys start with ``prefix`` (or not, ``invert``) are equal."""
+    keys = [k for k in a if k.startswith(prefix) != invert]
+    assert keys
+    return all(torch.equal(a[k], b[k]) for k in keys)
+
+
+def tensorboard_events(directory: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(str(directory), size_guidance={"scalars": 0, "images": 0})
+    acc.Reload()
+    return acc
+
+
+@pytest.fixture(scope="module")
+def full_run(train_cli, data_dir, tmp_path_factory) -> Path:
+    """Two uninterrupted epochs with validation; the save_dir."""
+    save_dir = tmp_path_factory.mktemp("full")
+    assert train_cli.main(cli_args(data_dir, save_dir, val=True)) == 0
+    return save_dir
+
+
+# ---------------------------------------------------------------------- a. artefacts
+def test_run_writes_checkpoints_config_log_and_tensorboard(full_run):
+    for epoch in (1, 2):
+        state = checkpoint(full_run, epoch)
+        assert {"net", "optimizer", "scheduler", "scaler", "epoch", "stage", "rng", "config"} <= set(state)
+        assert state["epoch"] == epoch and state["stage"] == 0
+        assert state["config"]["TRAIN"]["EPOCH"] == 2 and state["config"]["DATA"]["SEARCH"]["NUMBER"] == 2
+    assert "EPOCH: 2" in (run_dir(full_run) / "config.yaml").read_text()
+    log = log_text(full_run)
+    assert "[train] epoch 2:" in log and "[val] epoch 2:" in log and "saved" in log
+    summary = epoch_lines(full_run, 2)[-1]
+    for key in ("Loss/total", "Loss/giou", "Loss/l1", "Loss/location", "Loss/classification"):
+        value = float(re.search(rf"{key} ([^,]+)", summary).group(1))
+        assert math.isfinite(value), key
+
+    tb_dir = full_run / "tensorboard" / "train" / "hiptrack" / CONFIG
+    for split in ("train", "val"):
+        events = tensorboard_events(tb_dir / split)
+        scalars = set(events.Tags()["scalars"])
+        assert set(TB_TAGS) <= scalars, set(TB_TAGS) - scalars
+        assert any(t.startswith("Accuracy/") for t in scalars), scalars  # per-class accuracy
+        assert "ConfusionMatrix" in events.Tags()["images"]
+        assert [e.step for e in events.Scalars("Loss/total")] == [1, 2]
+        assert all(math.isfinite(e.value) for tag in TB_TAGS for e in events.Scalars(tag))
+        if split == "train":
+            assert {"LearningRate/heads", "LearningRate/backbone"} <= scalars
+            # StepLR with LR_DROP_EPOCH 1: the LR used in epoch 2 is a tenth of epoch 1's
+            lrs = [e.value for e in events.Scalars("LearningRate/heads")]
+            assert lrs == pytest.approx([1e-4, 1e-5])
+
+
+# ---------------------------------------------------------------------- b. exact resume
+def test_resume_continues_exactly(train_cli, data_dir, full_run, tmp_path):
+    assert train_cli.main(cli_args(data_dir, tmp_path, "TRAIN.EPOCH=1", val=True)) == 0
+    assert not (run_dir(tmp_path) / "HIPTrack_ep0002.pth.tar").exists()
+    assert train_cli.main(cli_args(data_dir, tmp_path, "TRAIN.EPOCH=2", extra=("--resume",), val=True)) == 0
+    assert "resumed from" in log_text(tmp_path)
+    resumed, full = epoch_lines(tmp_path, 2), epoch_lines(full_run, 2)
+    assert len(full) == 3 and resumed == full  # 2 iterations and the summary, same losses to 4 decimals
+    a, b = checkpoint(full_run, 2), checkpoint(tmp_path, 2)
+    assert equal_state(a["net"], b["net"])
+    for name, state in a["optimizer"]["state"].items():
+        assert torch.equal(state["exp_avg"], b["optimizer"]["state"][name]["exp_avg"])
+    tb = [tensorboard_events(d / "tensorboard" / "train" / "hiptrack" / CONFIG / "train") for d in (full_run, tmp_path)]
+    assert [e.value for e in tb[0].Scalars("Loss/total")] == [e.value for e in tb[1].Scalars("Loss/total")]
+
+
+# ---------------------------------------------------------------------- c. stages and freezing
+@pytest.fixture
+def initial_weights(monkeypatch) -> list[dict]:
+    """Records the model weights at the start of ``Trainer.fit`` (after any resume)."""
+    from lib.train.trainer import Trainer
+    seen: list[dict] = []
+    fit = Trainer.fit
+
+    def recording_fit(self):
+        seen.append({k: v.clone() for k, v in self._bare_model.state_dict().items()})
+        return fit(self)
+
+    monkeypatch.setattr(Trainer, "fit", recording_fit)
+    return seen
+
+
+def test_two_stage_freezes_then_trains_everything(train_cli, data_dir, tmp_path, initial_weights):
+    opts = ("TRAIN.TWO_STAGE=True", "TRAIN.STAGE1_EPOCHS=1", "TRAIN.STAGE2_EPOCHS=1", "TRAIN.EPOCH=2",
+            "DATA.TRAIN.SAMPLE_PER_EPOCH=2")
+    assert train_cli.main(cli_args(data_dir, tmp_path, *opts)) == 0
+    start, ep1, ep2 = initial_weights[0], checkpoint(tmp_path, 1), checkpoint(tmp_path, 2)
+    assert (ep1["stage"], ep2["stage"]) == (1, 2)
+    assert equal_state(start, ep1["net"], "cls_head.", invert=True)  # all but the head: bitwise unchanged
+    assert not equal_state(start, ep1["net"], "cls_head.")
+    assert not equal_state(ep1["net"], ep2["net"], "backbone.")
+    assert not equal_state(ep1["net"], ep2["net"], "box_head.")
+    assert "stage 2 (everything) from epoch 2" in log_text(tmp_path)
+
+
+def test_freeze_cls_epoch_keeps_the_head_and_resumes(train_cli, data_dir, tmp_path):
+    opts = ("TRAIN.FREEZE_CLS_EPOCH=2", "DATA.TRAIN.SAMPLE_PER_EPOCH=2")
+    assert train_cli.main(cli_args(data_dir, tmp_path, *opts, "TRAIN.EPOCH=2")) == 0
+    # resuming after the head was frozen rebuilds the optimiser groups of the stage's start
+    assert train_cli.main(cli_args(data_dir, tmp_path, *opts, "TRAIN.EPOCH=3", extra=("--resume",))) == 0
+    ep1, ep2, ep3 = (checkpoint(tmp_path, e)["net"] for e in (1, 2, 3))
+    assert equal_state(ep1, ep2, "cls_head.") and equal_state(ep2, ep3, "cls_head.")
+    assert not equal_state(ep1, ep2, "backbone.") and not equal_state(ep2, ep3, "backbone.")
+
+
+# ---------------------------------------------------------------------- d. NaN losses
+def poison_actor(monkeypatch, bad_calls: set[int] | None, mode: str = "loss") -> None:
+    """Make the actor's loss (or its gradient) NaN on the given 1-based calls (None: every call)."""
+    from lib.train.actors.hiptrack_cls import HIPTrackActor
+    original = HIPTrackActor.__call__
+    calls = {"n": 0}
+
+    def call(self, batch, epoch):
+        loss, stats = original(self, batch, epoch)
+        calls["n"] += 1
+        if bad_calls is None or calls["n"] in bad_calls:
+            if mode == "loss":
+                loss = loss * float("nan")
+            else:  # finite value, NaN gradient: d/dx sqrt(x) at 0 is inf, times 0
+                weight = next(self.net.parameters())
+                loss = loss + 0 * torch.sqrt(weight.sum() * 0)
+        return loss, stats
+
+    monkeypatch.setattr(HIPTrackActor, "__call__", call)
+
+
+@pytest.mark.parametrize("mode", ["loss", "gradient"])
+def test_nonfinite_step_is_skipped_and_counted(train_cli, data_dir, tmp_path, monkeypatch, mode):
+    poison_actor(monkeypatch, {2}, mode)
+    opts = ("TRAIN.EPOCH=1", "DATA.TRAIN.SAMPLE_PER_EPOCH=3", "TRAIN.BATCH_SIZE=1")
+    assert train_cli.main(cli_args(data_dir, tmp_path, *opts)) == 0
+    assert f"non-finite {mode} at epoch 1 iteration 2: step skipped (1 in a row, 1 in total)" in log_text(tmp_path)
+    state = checkpoint(tmp_path, 1)
+    assert state["nonfinite_total"] == 1
+    assert all(torch.isfinite(v).all() for v in state["net"].values() if v.is_floating_point())
+
+
+def test_too_many_nonfinite_steps_stop_the_run(train_cli, data_dir, tmp_path, monkeypatch):
+    poison_actor(monkeypatch, None)
+    opts = ("TRAIN.EPOCH=1", "DATA.TRAIN.SAMPLE_PER_EPOCH=3", "TRAIN.BATCH_SIZE=1", "TRAIN.MAX_NONFINITE_STEPS=2")
+    assert train_cli.main(cli_args(data_dir, tmp_path, *opts)) == 1
+    log = log_text(tmp_path)
+    assert "2 consecutive non-finite losses / gradients, the last at epoch 1 iteration 2" in log
+    assert "TRAIN.MAX_NONFINITE_STEPS" in log
+    assert not (run_dir(tmp_path) / "HIPTrack_ep0001.pth.tar").exists()
+
+
+# ---------------------------------------------------------------------- e. DDP on CPU
+def run_torchrun(args: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, str(TRAIN_SCRIPT), *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=REPO)
+
+
+def ddp_args(args: list[str]) -> list[str]:
+    args = [a for a in args if a != "single"]
+    i = args.index("--mode")
+    return args[:i + 1] + ["multiple", "--nproc_per_node", "2"] + args[i + 1:]
+
+
+def test_ddp_two_processes_on_cpu(data_dir, tmp_path):
+    args = ddp_args(cli_args(data_dir, tmp_path, "TRAIN.EPOCH=1", "TRAIN.BATCH_SIZE=1"))
+    result = run_torchrun(args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "world size 2" in result.stderr
+    assert re.search(r"process group: gloo, rendezvous (localhost|127\.0\.0\.1):\d+", result.stderr), result.stderr[-3000:]
+    state = checkpoint(tmp_path, 1)
+    assert state["world_size"] == 2 and len(state["rng_ranks"]) == 2
+    assert "[train] epoch 1 it 2/2" in log_text(tmp_path)  # 4 samples over 2 ranks, batch 1
+
+
+def test_ddp_failing_worker_fails_the_command(data_dir, tmp_path):
+    args = ddp_args(cli_args(data_dir, tmp_path, "TRAIN.EPOCH=1"))
+    args[args.index("--data_dir") + 1] = str(tmp_path / "no_such_data")
+    result = run_torchrun(args)
+    assert result.returncode != 0
+    assert "synthetic" in result.stderr and "HIPTRACK_SYNTHETIC_DIR" in result.stderr
+
+
+# ---------------------------------------------------------------------- f. input errors
+def test_unknown_config_name(train_cli, tmp_path, capsys):
+    assert train_cli.main(["--config", "hiptrack_nope", "--save_dir", str(tmp_path), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "no experiment config 'hiptrack_nope'" in err and "hiptrack_cls_tiny" in err
+    assert "Traceback" not in err
+
+
+def test_unknown_opts_key(train_cli, data_dir, tmp_path, capsys):
+    assert train_cli.main(cli_args(data_dir, tmp_path, "TRAIN.BATCH_SIZ=2")) == 2
+    err = capsys.readouterr().err
+    assert "unknown config key 'TRAIN.BATCH_SIZ'" in err and "TRAIN.BATCH_SIZE" in err
+
+
+def test_missing_dataset_root(train_cli, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("HIPTRACK_SYNTHETIC_DIR", raising=False)
+    missing = tmp_path / "nowhere"
+    assert train_cli.main(cli_args(missing, tmp_path / "out")) == 2
+    err = capsys.readouterr().err
+    assert f"dataset root {missing / 'synthetic'} does not exist" in err
+    assert "--dataset_dir synthetic=PATH" in err and "HIPTRACK_SYNTHETIC_DIR" in err and "--data_dir" in err
