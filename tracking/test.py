@@ -24,7 +24,7 @@ from lib.test.evaluation.runner import RunSettings, run_dataset
 from lib.test.tracker import TRACKERS
 from lib.train.dataset.paths import DatasetPaths, add_path_arguments
 from lib.train.dataset.registry import build_dataset
-from lib.train.run import git_hash
+from lib.train.run import git_hash, resolve_device
 from lib.train.trainer import RunPaths
 
 logger = logging.getLogger("tracking.test")
@@ -79,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: checkpoint {checkpoint} not found. Pass the file with --checkpoint PATH, or "
                          f"the epoch of a checkpoint under --save_dir with --epoch N (looked for epoch {epoch} "
                          f"under {Path(args.save_dir).absolute()})")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = str(resolve_device(args.device, local_rank=0))
+    except RuntimeError as e:  # --device cuda without CUDA
+        raise SystemExit(f"error: {e}") from e
     settings = RunSettings(args.tracker_name, str(config_path), tuple(args.opts), str(checkpoint.absolute()),
                            device, args.save_cls)
     spec = TEST_DATASETS[args.dataset]
