@@ -178,14 +178,26 @@ def _train(args: argparse.Namespace, add_log_file: Callable[[Path], None]) -> in
 
 
 def launch_distributed(args: argparse.Namespace, script: Path, worker_argv: list[str]) -> int:
-    """Run ``script`` in ``--nproc_per_node`` processes through torch.distributed.run."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={args.nproc_per_node}",
-           f"--nnodes={args.nnodes}"]
+    """Run ``script`` in ``--nproc_per_node`` processes through torch.distributed.run (in this process).
+
+    Single node without ``--master_addr``: ``--standalone``, a rendezvous on a free port of
+    localhost. Returns 0 when every worker succeeded, else 1 (torchrun names the failed ranks).
+    """
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import main as torchrun_main
+
+    launcher = [f"--nproc_per_node={args.nproc_per_node}", f"--nnodes={args.nnodes}"]
     if args.nnodes == 1 and args.master_addr is None:
-        cmd.append("--standalone")  # local rendezvous on a free port of this machine
+        launcher.append("--standalone")
     else:
-        cmd += [f"--node_rank={args.node_rank}", f"--master_addr={args.master_addr or '127.0.0.1'}",
-                f"--master_port={args.master_port}"]
-    cmd += [str(script), *worker_argv]
-    logger.info("launching: %s", " ".join(cmd))
-    return subprocess.run(cmd).returncode
+        launcher += [f"--node_rank={args.node_rank}", f"--master_addr={args.master_addr or '127.0.0.1'}",
+                     f"--master_port={args.master_port}"]
+    cmd = [*launcher, str(script), *worker_argv]
+    logger.info("launching: torchrun %s", " ".join(cmd))
+    try:
+        torchrun_main(cmd)
+    except ChildFailedError as e:
+        logger.error("%d of %d worker process(es) failed: %s", len(e.failures), args.nproc_per_node * args.nnodes,
+                     ", ".join(f"rank {rank} exit code {f.exitcode}" for rank, f in sorted(e.failures.items())))
+        return 1
+    return 0
