@@ -12,6 +12,7 @@ from lib.config.node import ConfigError
 from lib.models import build_model
 from lib.models.hiptrack.hiptrack import HIPTrack, build_hiptrack
 from lib.models.hiptrack.hiptrack_cls import HIPTrackCLS, build_hiptrack_cls
+from lib.utils.checkpoint import CheckpointError
 from lib.models.layers.cls_head import pool_kept_tokens
 from lib.test.tracker.hiptrack import ctr_point_mask, load_network
 from lib.train.trainable import enter_train_mode, set_trainable, stage_learning_rate, trainable_summary, \
@@ -175,7 +176,7 @@ def test_own_checkpoint_round_trip_is_strict(tmp_path):
         assert torch.equal(loaded.state_dict()[k], v)
     # a plain HIPTrack checkpoint is not enough for the strict test-time load of the CLS model
     plain_path = save_checkpoint({"net": build_hiptrack(cfg, training=False).state_dict()}, tmp_path / "plain.pth")
-    with pytest.raises(RuntimeError, match="cls_head"):
+    with pytest.raises(CheckpointError, match="cls_head"):
         load_network(cfg, plain_path)
 
 
