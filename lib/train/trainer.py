@@ -100,6 +100,14 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def cpu_has_fast_bf16() -> bool:
+    """Whether oneDNN has native bf16 kernels on this CPU (else bf16 autocast is slower than fp32)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 class NonFiniteLossError(RuntimeError):
     """Too many consecutive training steps with a NaN / inf loss or gradient norm."""
 
@@ -142,6 +150,10 @@ class Trainer:
         # fp16 needs loss scaling; CPU autocast uses bf16, which does not
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and device.type == "cuda")
         self.writers = self._tensorboard_writers() if dist_info.is_main else {}
+        if self.use_amp and device.type == "cpu" and dist_info.is_main and not cpu_has_fast_bf16():
+            logger.warning("TRAIN.AMP on a CPU without bf16 instructions (AVX512-BF16 / AMX): bf16 convolutions and "
+                           "matrix products fall back to slow kernels, so training is several times slower than "
+                           "fp32; set TRAIN.AMP False")
 
     # ------------------------------------------------------------------ setup
     def _tensorboard_writers(self) -> dict:
