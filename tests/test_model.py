@@ -190,6 +190,23 @@ def test_pos_embed_derivation_is_bicubic_without_antialias():
         assert torch.allclose(getattr(backbone, name), expected.flatten(2).transpose(1, 2), atol=1e-6)
 
 
+def test_narrow_memory_stem_scales_every_stage_and_still_trains():
+    cfg = make_tiny_cfg("MODEL.HIP.STEM_WIDTH=8")
+    torch.manual_seed(0)
+    model = build_hiptrack(cfg, training=True).train()
+    encoder = model.HIP.encoder
+    assert [encoder.conv1.out_channels, encoder.layer1[0].conv2.out_channels, encoder.layer2[0].conv2.out_channels,
+            encoder.layer3[1].conv2.out_channels] == [8, 8, 16, 32]
+    assert encoder.fuser.block1.conv1.in_channels == cfg.MODEL.HIDDEN_DIM + 32
+    wide = sum(p.numel() for p in build_hiptrack(make_tiny_cfg(), training=True).HIP.parameters())
+    assert sum(p.numel() for p in model.HIP.parameters()) < wide / 10
+    template, search, boxes, mask = tiny_inputs(cfg)
+    outs = model(template, search, boxes, mask)
+    assert outs[-1]["score_map"].shape == (2, 1, 8, 8)
+    outs[-1]["score_map"].sum().backward()
+    assert encoder.layer1[0].conv1.weight.grad.abs().sum() > 0
+
+
 def test_build_rejects_inconsistent_backbone():
     with pytest.raises(ValueError, match="unknown backbone"):
         build_vit_ce("vit_huge_nonexistent", 64, 128)

@@ -73,6 +73,8 @@ _MODEL = {
     },
     "HIP": {
         "KEY_DIM": Key(64, "channels of the historical memory keys"),
+        "STEM_WIDTH": Key(64, "channels of the memory encoder's first stem stage (stages w, w, 2w, 4w); "
+                              "64 = ResNet-18, as released checkpoints and ENCODER_PRETRAINED need"),
         "ENCODER_PRETRAINED": Key("", "torchvision ResNet-18 ImageNet state dict for the memory "
                                       "encoder stem; empty = random init"),
     },
@@ -299,7 +301,10 @@ def _check_model(cfg: CfgNode) -> Iterator[str]:
     if cfg.MODEL.BACKBONE.SEP_SEG:
         yield "MODEL.BACKBONE.SEP_SEG must be False: separate segment embeddings are not implemented"
     yield from _at_least(cfg, 1, "MODEL.MAX_MEM", "MODEL.BACKBONE.STRIDE", "MODEL.HEAD.NUM_CHANNELS",
-                         "MODEL.HIP.KEY_DIM")
+                         "MODEL.HIP.KEY_DIM", "MODEL.HIP.STEM_WIDTH")
+    if cfg.MODEL.HIP.ENCODER_PRETRAINED and cfg.MODEL.HIP.STEM_WIDTH != 64:
+        yield (f"MODEL.HIP.ENCODER_PRETRAINED holds a ResNet-18 stem (width 64) but MODEL.HIP.STEM_WIDTH="
+               f"{cfg.MODEL.HIP.STEM_WIDTH}: set STEM_WIDTH: 64 or ENCODER_PRETRAINED: ''")
     ce_loc, keep = cfg.MODEL.BACKBONE.CE_LOC, cfg.MODEL.BACKBONE.CE_KEEP_RATIO
     if len(ce_loc) != len(keep):
         yield (f"MODEL.BACKBONE.CE_LOC (length {len(ce_loc)}) and MODEL.BACKBONE.CE_KEEP_RATIO "

@@ -22,7 +22,7 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
-STEM_CHANNELS = 256  # ResNet-18 layer3 output, stride 16
+RESNET18_WIDTH = 64  # channels of ResNet-18's conv1; its stages are w, w, 2w, 4w (layer3: 256, stride 16)
 
 
 def conv3x3(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
@@ -133,16 +133,23 @@ class FeatureFusionBlock(nn.Module):
 
 
 class MemoryEncoder(nn.Module):
-    """Value encoder: ResNet-18 stem (conv1..layer3) on image + mask, fused with backbone features."""
+    """Value encoder: ResNet-18 stem (conv1..layer3) on image + mask, fused with backbone features.
 
-    def __init__(self, feature_dim: int, value_dim: int) -> None:
+    ``stem_width`` scales every stem stage (64 = ResNet-18, what released checkpoints hold); a
+    narrower stem makes the tiny CPU configs several times cheaper to train, since at small
+    backbones these convolutions dominate the training step.
+    """
+
+    def __init__(self, feature_dim: int, value_dim: int, stem_width: int = RESNET18_WIDTH) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(4, 64, kernel_size=7, stride=2, padding=3)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.layer1 = resnet_layer(64, 64, 1)
-        self.layer2 = resnet_layer(64, 128, 2)
-        self.layer3 = resnet_layer(128, STEM_CHANNELS, 2)
-        self.fuser = FeatureFusionBlock(feature_dim + STEM_CHANNELS, value_dim)
+        w = stem_width
+        self.stem_channels = 4 * w
+        self.conv1 = nn.Conv2d(4, w, kernel_size=7, stride=2, padding=3)
+        self.bn1 = nn.BatchNorm2d(w)
+        self.layer1 = resnet_layer(w, w, 1)
+        self.layer2 = resnet_layer(w, 2 * w, 2)
+        self.layer3 = resnet_layer(2 * w, self.stem_channels, 2)
+        self.fuser = FeatureFusionBlock(feature_dim + self.stem_channels, value_dim)
         stem_modules = [self.conv1, *self.layer1.modules(), *self.layer2.modules(), *self.layer3.modules()]
         for m in stem_modules:  # He init as the original ResNet; the fuser keeps PyTorch's default
             if isinstance(m, nn.Conv2d):
@@ -151,7 +158,7 @@ class MemoryEncoder(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def stem(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Image (B, 3, H, W) and target mask (B, 1, H, W) -> (B, 256, H/16, W/16)."""
+        """Image (B, 3, H, W) and target mask (B, 1, H, W) -> (B, 4 * stem_width, H/16, W/16)."""
         x = F.relu(self.bn1(self.conv1(torch.cat([image, mask.to(image.dtype)], dim=1))))
         x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
         return self.layer3(self.layer2(self.layer1(x)))
@@ -211,9 +218,9 @@ class KeyProjection(nn.Module):
 class HistoricalPromptNetwork(nn.Module):
     """Holds the memory encoder (the only learned part); reading memory is parameter-free."""
 
-    def __init__(self, feature_dim: int, value_dim: int) -> None:
+    def __init__(self, feature_dim: int, value_dim: int, stem_width: int = RESNET18_WIDTH) -> None:
         super().__init__()
-        self.encoder = MemoryEncoder(feature_dim, value_dim)
+        self.encoder = MemoryEncoder(feature_dim, value_dim, stem_width)
 
 
 def to_tokens(x: torch.Tensor) -> torch.Tensor:

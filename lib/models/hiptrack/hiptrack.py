@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib.models.hip.historical_prompt import (HistoricalPromptNetwork, KeyProjection, MemoryBank, ResBlock,
-                                              read_memory, to_tokens)
+from lib.models.hip.historical_prompt import (RESNET18_WIDTH, HistoricalPromptNetwork, KeyProjection, MemoryBank,
+                                              ResBlock, read_memory, to_tokens)
 from lib.models.hiptrack.pretrained import LoadReport, load_pretrained, resolve_pretrained_path
 from lib.models.hiptrack.vit_ce import VisionTransformerCE, build_vit_ce
 from lib.models.layers.head import CenterPredictor
@@ -65,13 +65,13 @@ class HIPTrack(nn.Module):
     """HIPTrack network: backbone, historical prompt network, fusion block and box head."""
 
     def __init__(self, backbone: VisionTransformerCE, head_channels: int = 256, key_dim: int = 64,
-                 schedule: MemorySchedule = MemorySchedule()) -> None:
+                 schedule: MemorySchedule = MemorySchedule(), stem_width: int = RESNET18_WIDTH) -> None:
         super().__init__()
         dim = backbone.embed_dim
         value_dim = dim // 2  # prompt = [memory read-out, compressed query] has ``dim`` channels
         self.backbone = backbone
         self.box_head = CenterPredictor(dim, head_channels, backbone.search_grid)
-        self.HIP = HistoricalPromptNetwork(dim, value_dim)
+        self.HIP = HistoricalPromptNetwork(dim, value_dim, stem_width)
         self.key_proj = KeyProjection(dim, key_dim)
         self.key_comp = nn.Conv2d(dim, value_dim, kernel_size=3, padding=1)
         self.searchRegionFusion = ResBlock(dim, dim)
@@ -232,7 +232,7 @@ def hiptrack_parts(cfg, training: bool) -> dict:
                               warmup_frames=cfg.TEST.WARMUP_FRAMES,
                               warmup_write_frames=tuple(cfg.TEST.WARMUP_WRITE_FRAMES))
     return {"backbone": backbone, "head_channels": model_cfg.HEAD.NUM_CHANNELS, "key_dim": model_cfg.HIP.KEY_DIM,
-            "schedule": schedule}
+            "schedule": schedule, "stem_width": model_cfg.HIP.STEM_WIDTH}
 
 
 def load_initial_weights(model: HIPTrack, cfg) -> LoadReport | None:
