@@ -1,0 +1,104 @@
+"""Ablation of the auxiliary challenge task: train, test and score model variants with one seed and budget.
+
+    python tracking/ablation.py --config hiptrack_cls_quickstart --train_dataset SYNTHETIC_train \\
+        --test_dataset synthetic_test --dataset_dir synthetic=data/synthetic_maritime \\
+        --cls_ann_dir data/synthetic_maritime/cls_annotations --out_dir output/ablation
+
+Variants: baseline (plain HIPTrack), multitask (challenge head as an auxiliary loss), fusion (head
+features also fed to the box head). Each runs tracking/train.py then tracking/test.py in a child
+process (output in <out_dir>/<variant>/ablation.log); a variant whose tested checkpoint exists is
+not trained again unless --retrain. Prints the overall and per-challenge tables, writes
+<out_dir>/ablation.json and PNG plots in <out_dir>/plots/. Exit code 2 on bad input, 1 when a step fails.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from lib.pipeline.ablation import VARIANTS, AblationSettings, format_ablation, format_summary, run_ablation
+from lib.test.evaluation.results import TEST_DATASETS
+from lib.train.dataset.paths import add_path_arguments
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--config", required=True, help="experiment name (experiments/hiptrack/) or YAML path")
+    parser.add_argument("--train_dataset", nargs="+", default=None, metavar="NAME",
+                        help="DATA.TRAIN.DATASETS_NAME, equal ratios (default: the config's)")
+    parser.add_argument("--test_dataset", required=True, choices=list(TEST_DATASETS), help="tracking/test.py dataset")
+    parser.add_argument("--out_dir", required=True, type=Path, help="everything goes to <out_dir>/<variant>/")
+    parser.add_argument("--variants", nargs="+", default=["baseline", "multitask", "fusion"], choices=list(VARIANTS),
+                        help="variants in run order (default: all)")
+    parser.add_argument("--cls_ann_dir", type=Path, default=None, metavar="DIR",
+                        help="JSONL challenge labels: training targets, per-challenge table, challenge accuracy")
+    parser.add_argument("--seed", type=int, default=42, help="training seed of every variant (default 42)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--threads", type=int, default=0, help="tracking/test.py worker processes (0: in-process)")
+    parser.add_argument("--epoch", type=int, default=None, help="checkpoint epoch to test (default TEST.EPOCH)")
+    parser.add_argument("--retrain", action="store_true", help="train even when the tested checkpoint exists")
+    parser.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, every variant")
+    add_path_arguments(parser)
+    return parser
+
+
+def absolute_path_args(args: argparse.Namespace) -> tuple[str, ...]:
+    """``--dataset_dir`` / ``--paths`` / ``--data_dir`` for the child scripts, paths made absolute so
+    the logged commands can be rerun from anywhere."""
+    out: list[str] = []
+    for value in args.dataset_dir:
+        kind, sep, path = value.partition("=")
+        out += ["--dataset_dir", f"{kind}={Path(path).expanduser().absolute()}" if sep else value]
+    for flag, value in (("--paths", args.paths), ("--data_dir", args.data_dir)):
+        if value:
+            out += [flag, str(Path(value).expanduser().absolute())]
+    return tuple(out)
+
+
+def settings_from_args(args: argparse.Namespace) -> AblationSettings:
+    """The :class:`AblationSettings` of the parsed command line."""
+    config = args.config
+    if config.endswith((".yaml", ".yml")):
+        config = str(Path(config).expanduser().absolute())
+    train_opts: tuple[str, ...] = ()
+    if args.train_dataset:
+        train_opts = (f"DATA.TRAIN.DATASETS_NAME=[{','.join(args.train_dataset)}]",
+                      f"DATA.TRAIN.DATASETS_RATIO=[{','.join('1' for _ in args.train_dataset)}]")
+    return AblationSettings(
+        config=config, train_dataset_opts=train_opts, test_dataset=args.test_dataset,
+        out_dir=args.out_dir.expanduser().absolute(),
+        cls_ann_dir=args.cls_ann_dir.expanduser().absolute() if args.cls_ann_dir else None,
+        path_args=absolute_path_args(args), seed=args.seed, device=args.device, threads=args.threads,
+        opts=tuple(args.opts), epoch=args.epoch, retrain=args.retrain)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ablation; the exit code (2 bad input, 1 a failed step)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.threads < 0:
+        parser.error("--threads must be >= 0")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        result = run_ablation(settings_from_args(args), args.variants)
+    except (ValueError, FileNotFoundError) as e:  # config errors are ValueErrors
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(format_ablation(result))
+    print()
+    for line in format_summary(result.variants):
+        print(line)
+    for path in [*result.plots, result.json_path]:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

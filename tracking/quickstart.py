@@ -1,0 +1,142 @@
+"""Quick start on the embedded default: generate the synthetic maritime dataset, train and test
+plain HIPTrack against HIPTrack-CLS (auxiliary challenge task), and compare them.
+
+    python tracking/quickstart.py
+    python tracking/quickstart.py --fusion --out_dir output/quickstart --data_dir data/synthetic_quickstart
+
+Steps: (1) the dataset is generated into --data_dir, or reused when it was generated with the same
+settings (recorded in <data_dir>/quickstart_dataset.json; other settings need --overwrite);
+(2) tracking/ablation.py's pipeline runs the variants baseline and multitask (and fusion) with the
+hiptrack_cls_quickstart config; (3) the tables, a one-line verdict and the written files are
+printed. Training is skipped for variants whose checkpoint exists (unless --retrain, or the
+dataset was just generated).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from lib.pipeline.ablation import AblationSettings, format_ablation, format_summary, run_ablation
+from lib.synthetic import generate_dataset
+from lib.test.evaluation.results import atomic_write_text
+
+logger = logging.getLogger("quickstart")
+
+# generator settings of the quick-start dataset (being tuned with the config's budget)
+QUICKSTART_SEQUENCES = 48
+QUICKSTART_FRAMES = 50
+QUICKSTART_SIZE = "320x240"
+QUICKSTART_SEED = 0
+
+CONFIG = "hiptrack_cls_quickstart"
+SETTINGS_FILE = "quickstart_dataset.json"  # generator settings of the dataset in --data_dir
+
+
+class DatasetMismatchError(ValueError):
+    """--data_dir holds something other than the dataset asked for."""
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"320x240"`` -> ``(320, 240)``."""
+    width, _, height = text.lower().partition("x")
+    return int(width), int(height)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--out_dir", type=Path, default=Path("output/quickstart"),
+                        help="checkpoints, results, ablation.json, plots (default ./output/quickstart)")
+    parser.add_argument("--data_dir", type=Path, default=Path("data/synthetic_quickstart"),
+                        help="the generated dataset (default ./data/synthetic_quickstart)")
+    parser.add_argument("--sequences", type=int, default=QUICKSTART_SEQUENCES,
+                        help=f"generated sequences (default {QUICKSTART_SEQUENCES})")
+    parser.add_argument("--frames", type=int, default=QUICKSTART_FRAMES,
+                        help=f"frames per generated sequence (default {QUICKSTART_FRAMES})")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="regenerate the dataset in --data_dir when its settings differ")
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument("--seed", type=int, default=42, help="training seed (default 42)")
+    parser.add_argument("--threads", type=int, default=0, help="test worker processes (0: in-process)")
+    parser.add_argument("--fusion", action="store_true", help="also run the fusion variant")
+    parser.add_argument("--retrain", action="store_true", help="train even when checkpoints exist")
+    parser.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides for every variant (e.g. a smaller budget)")
+    return parser
+
+
+def ensure_dataset(data_dir: Path, sequences: int, frames: int, overwrite: bool) -> bool:
+    """Generate the dataset unless ``data_dir`` already holds it with these settings; True if generated.
+
+    Raises :class:`DatasetMismatchError` when ``data_dir`` holds other data and not ``overwrite``.
+    """
+    wanted = {"sequences": sequences, "frames": frames, "size": QUICKSTART_SIZE, "seed": QUICKSTART_SEED}
+    settings_file = data_dir / SETTINGS_FILE
+    if settings_file.is_file() and json.loads(settings_file.read_text(encoding="utf-8")) == wanted:
+        logger.info("reusing the dataset in %s (%s)", data_dir, wanted)
+        return False
+    if data_dir.is_dir() and any(data_dir.iterdir()):
+        found = settings_file.read_text(encoding="utf-8").strip() if settings_file.is_file() else "unknown contents"
+        if not overwrite:
+            raise DatasetMismatchError(f"{data_dir} holds a dataset generated with {found}, not {wanted}: pass "
+                                       f"--overwrite to regenerate it, or choose another --data_dir")
+        logger.info("regenerating %s (was %s)", data_dir, found)
+    start = time.perf_counter()
+    generate_dataset(data_dir, sequences=sequences, frames=frames, seed=QUICKSTART_SEED,
+                     size=parse_size(QUICKSTART_SIZE), overwrite=True)
+    atomic_write_text(settings_file, json.dumps(wanted) + "\n")  # last: a half-written dataset is not reused
+    logger.info("generated %s in %.1f s", data_dir, time.perf_counter() - start)
+    return True
+
+
+def settings_from_args(args: argparse.Namespace, retrain: bool) -> AblationSettings:
+    """The ablation settings of the quick start (paths absolute, as the logged commands show them)."""
+    data_dir = args.data_dir.expanduser().absolute()
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return AblationSettings(
+        config=CONFIG, train_dataset_opts=("DATA.TRAIN.DATASETS_NAME=[SYNTHETIC_train]", "DATA.TRAIN.DATASETS_RATIO=[1]"),
+        test_dataset="synthetic_test", out_dir=args.out_dir.expanduser().absolute(),
+        cls_ann_dir=data_dir / "cls_annotations", path_args=("--dataset_dir", f"synthetic={data_dir}"),
+        seed=args.seed, device=device, threads=args.threads, opts=tuple(args.opts), retrain=retrain)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the quick start; the exit code (2 bad input, 1 a failed step)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.sequences < 2 or args.frames < 2:
+        parser.error("--sequences and --frames must be >= 2 (train and test splits, a template and a search frame)")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    start = time.perf_counter()
+    variants = ["baseline", "multitask"] + (["fusion"] if args.fusion else [])
+    try:
+        generated = ensure_dataset(args.data_dir.expanduser(), args.sequences, args.frames, args.overwrite)
+        if generated and not args.retrain:
+            logger.info("new dataset: every variant is trained again")
+        result = run_ablation(settings_from_args(args, retrain=args.retrain or generated), variants)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(format_ablation(result))
+    print()
+    for line in format_summary(result.variants):
+        print(line)
+    for path in [*result.plots, result.json_path]:
+        print(f"wrote {path}")
+    print(f"total wall time {(time.perf_counter() - start) / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
