@@ -102,7 +102,8 @@ def settings_from_args(args: argparse.Namespace, retrain: bool) -> AblationSetti
     data_dir = args.data_dir.expanduser().absolute()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     return AblationSettings(
-        config=CONFIG, train_dataset_opts=("DATA.TRAIN.DATASETS_NAME=[SYNTHETIC_train]", "DATA.TRAIN.DATASETS_RATIO=[1]"),
+        config=CONFIG,
+        train_dataset_opts=("DATA.TRAIN.DATASETS_NAME=[SYNTHETIC_train]", "DATA.TRAIN.DATASETS_RATIO=[1]"),
         test_dataset="synthetic_test", out_dir=args.out_dir.expanduser().absolute(),
         cls_ann_dir=data_dir / "cls_annotations", path_args=("--dataset_dir", f"synthetic={data_dir}"),
         seed=args.seed, device=device, threads=args.threads, opts=tuple(args.opts), retrain=retrain)

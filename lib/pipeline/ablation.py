@@ -254,8 +254,12 @@ def _config_changes(checkpoint_dir: Path, cfg: CfgNode) -> list[str]:
     saved_file = checkpoint_dir / "config.yaml"
     if not saved_file.is_file():
         return []
-    saved = dict((k, v) for k, v, _ in iter_leaves(config_from_dict(
-        yaml.safe_load(saved_file.read_text(encoding="utf-8")), source=str(saved_file), validate=False)))
+    try:
+        saved_cfg = config_from_dict(yaml.safe_load(saved_file.read_text(encoding="utf-8")), source=str(saved_file),
+                                     validate=False)
+    except (ValueError, yaml.YAMLError) as e:  # written by other code: say so, do not stop the ablation
+        return [f"{saved_file} cannot be compared: {e}"]
+    saved = {k: v for k, v, _ in iter_leaves(saved_cfg)}
     return [f"{k} ({saved.get(k)!r} -> {v!r})" for k, v, _ in iter_leaves(cfg) if saved.get(k) != v]
 
 

@@ -1,0 +1,318 @@
+"""The ablation pipeline (lib.pipeline.ablation, tracking/ablation.py) and tracking/quickstart.py.
+
+Unit tests score hand-written result files and format the tables; one end-to-end test runs
+tracking/quickstart.py as a user would, at a budget of two training steps per variant.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lib.pipeline import ablation
+from lib.pipeline.ablation import AblationSettings, VariantResult
+from lib.synthetic import generate_dataset
+from lib.test.analysis import evaluate_results
+from lib.test.evaluation.results import results_dir, sequence_files, write_boxes, write_challenges
+from lib.train.dataset.paths import DatasetPaths
+from lib.train.dataset.registry import build_dataset
+from lib.utils.cls_loss import CLASS_NAMES, IGNORE_INDEX
+
+REPO = Path(__file__).resolve().parents[1]
+ABLATION_PY = REPO / "tracking" / "ablation.py"
+QUICKSTART_PY = REPO / "tracking" / "quickstart.py"
+NORMAL, OCCLUSION, MOTION_BLUR = 9, 0, 3
+# two training steps of batch 2, one epoch: the pipeline, not the model, is under test
+TINY_BUDGET = ["TRAIN.EPOCH=1", "TEST.EPOCH=1", "DATA.TRAIN.SAMPLE_PER_EPOCH=4", "TRAIN.BATCH_SIZE=2",
+               "TRAIN.LR_DROP_EPOCH=1"]
+SMALL_CROPS = ["DATA.SEARCH.SIZE=64", "DATA.TEMPLATE.SIZE=32", "TEST.SEARCH_SIZE=64", "TEST.TEMPLATE_SIZE=32"]
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # the machine is shared: one intra-op thread
+
+
+def load_script(path: Path):
+    """A tracking/ script as a module (tracking/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"script_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    """4 generated sequences of 20 frames, 2 of them in the test split, with challenge labels."""
+    root = tmp_path_factory.mktemp("ablation_data")
+    generate_dataset(root, sequences=4, frames=20, seed=0, test_fraction=0.5)
+    return root
+
+
+@pytest.fixture(scope="module")
+def ground_truth(data_dir):
+    paths = DatasetPaths.from_env([f"synthetic={data_dir}"])
+    return build_dataset("SYNTHETIC_test", paths, cls_ann_dir=data_dir / "cls_annotations", label_seed=42)
+
+
+def variant_result(name: str, scores: dict, challenge: dict | None = None, train_seconds: float | None = 90.0,
+                   skipped: bool = False) -> VariantResult:
+    tracker = "hiptrack" if name == "baseline" else "hiptrack_cls"
+    return VariantResult(name, tracker, "", "ckpt", "results", "log", train_seconds, skipped, 1.0, scores, challenge)
+
+
+# ----------------------------------------------------------------------------- challenge accuracy
+
+def write_predictions(directory: Path, sequence: str, class_ids: list[int]) -> None:
+    probs = np.full((len(class_ids), len(CLASS_NAMES)), 0.1)
+    write_challenges(sequence_files(directory, sequence, "got10k").challenges, class_ids, probs)
+
+
+def test_challenge_accuracy_by_hand(tmp_path):
+    """Frame 1 (template), unlabelled frames and frames without a prediction are not counted."""
+    labels = {"a": np.array([NORMAL, NORMAL, OCCLUSION, OCCLUSION, IGNORE_INDEX, MOTION_BLUR]),
+              "b": np.array([OCCLUSION, NORMAL, NORMAL, NORMAL])}
+    write_predictions(tmp_path, "a", [-1, NORMAL, OCCLUSION, MOTION_BLUR, 5, MOTION_BLUR])  # 3 of 4 right
+    write_predictions(tmp_path, "b", [-1, NORMAL, OCCLUSION, -1])                           # 1 of 2 right
+    result = ablation.challenge_accuracy(tmp_path, "got10k", labels)
+    assert result["frames"] == 6
+    assert result["accuracy"] == 4 / 6
+    assert result["majority"] == 3 / 6 and result["majority_class"] == "Normal"
+    assert result["per_class"] == {"Occlusion": 1 / 2, "Motion Blur": 1.0, "Normal": 2 / 3}
+
+
+def test_challenge_accuracy_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no challenge predictions for a.*--save_cls"):
+        ablation.challenge_accuracy(tmp_path, "got10k", {"a": np.array([NORMAL, NORMAL])})
+    write_predictions(tmp_path, "a", [-1, NORMAL, NORMAL])
+    with pytest.raises(ValueError, match="3 lines for 2 frames"):
+        ablation.challenge_accuracy(tmp_path, "got10k", {"a": np.array([NORMAL, NORMAL])})
+
+
+def test_always_majority_scores_the_majority_baseline(ground_truth, tmp_path):
+    labels = ablation.challenge_labels(ground_truth)
+    assert set(labels) == {"2-Boat", "4-USV"} and all(len(v) == 20 for v in labels.values())
+    scored = np.concatenate([v[1:] for v in labels.values()])
+    majority = int(np.bincount(scored).argmax())
+    for name, seq_labels in labels.items():
+        write_predictions(tmp_path, name, [-1] + [majority] * (len(seq_labels) - 1))
+    result = ablation.challenge_accuracy(tmp_path, "got10k", labels)
+    assert result["frames"] == 38 and result["accuracy"] == result["majority"]
+    assert result["majority_class"] == CLASS_NAMES[majority]
+
+
+# ----------------------------------------------------------------------------- tables
+
+BASELINE = {"ao": 0.5, "sr50": 0.6, "sr75": 0.25, "auc": 0.4567, "fps": 30.04,
+            "per_challenge": {"Occlusion": {"ao": 0.4, "frames": 10}, "Normal": {"ao": 0.6, "frames": 20}}}
+MULTITASK = {"ao": 0.5512, "sr50": 0.625, "sr75": 0.3, "auc": 0.5, "fps": float("nan"),
+             "per_challenge": {"Occlusion": {"ao": 0.45, "frames": 10}, "Normal": {"ao": 0.58, "frames": 20}}}
+
+
+def test_overall_table_exact():
+    variants = {"baseline": variant_result("baseline", BASELINE),
+                "multitask": variant_result("multitask", MULTITASK, {"accuracy": 0.7, "majority": 0.4125}, 150.0,
+                                            skipped=True)}
+    assert ablation.format_overall_table(variants) == "\n".join([
+        "Variant       AO  SR0.5  SR0.75    AUC   FPS  ClsAcc  Majority  Train min",
+        "---------  -----  -----  ------  -----  ----  ------  --------  ---------",
+        "baseline   0.500  0.600   0.250  0.457  30.0       -         -        1.5",
+        "multitask  0.551  0.625   0.300  0.500     -   0.700     0.412       2.5*",
+    ])
+
+
+def test_challenge_table_and_summary_exact():
+    variants = {"baseline": variant_result("baseline", BASELINE),
+                "multitask": variant_result("multitask", MULTITASK, {"accuracy": 0.7, "majority": 0.4125}),
+                "fusion": variant_result("fusion", {**MULTITASK, "ao": 0.49,
+                                                    "per_challenge": {"Normal": {"ao": 0.7, "frames": 20}}})}
+    assert ablation.format_challenge_table(variants) == "\n".join([
+        "Challenge  Frames  baseline AO  multitask AO  fusion AO  Δ multitask  Δ fusion",
+        "---------  ------  -----------  ------------  ---------  -----------  --------",
+        "Occlusion      10        0.400         0.450          -       +0.050         -",
+        "Normal         20        0.600         0.580      0.700       -0.020    +0.100",
+    ])
+    assert ablation.format_summary(variants) == [
+        "auxiliary task: AO 0.551 vs baseline 0.500 (Δ +0.051); challenge accuracy 0.700 vs majority-class 0.412",
+        "fusion: AO 0.490 vs baseline 0.500 (Δ -0.010); challenge accuracy - (no challenge labels)",
+    ]
+
+
+def test_tables_of_scored_result_files(ground_truth, tmp_path):
+    """Result files written by hand, scored by lib.test.analysis: exact boxes give AO 1, boxes of
+    5/8 of the width (inside the target) AO 0.625 on every challenge and AUC (20 + 19 * 13) / 420
+    (frame 1 is the ground truth: IoU 1 beats 20 of the 21 thresholds, 0.625 beats 13)."""
+    scores = {}
+    for name, width in (("baseline", 0.625), ("multitask", 1.0)):
+        for i in range(len(ground_truth)):
+            boxes = ground_truth.sequence_info(i).bbox.numpy().astype(np.float64)
+            boxes[:, 2] *= width
+            write_boxes(sequence_files(tmp_path / name, ground_truth.sequence_name(i), "got10k").boxes, boxes)
+        scores[name] = evaluate_results(tmp_path / name, ground_truth, "got10k")
+    variants = {n: variant_result(n, s, train_seconds=None) for n, s in scores.items()}
+    overall = ablation.format_overall_table(variants).splitlines()
+    assert overall[2].split() == ["baseline", "0.625", "1.000", "0.000", "0.636", "-", "-", "-", "-"]
+    assert overall[3].split()[:4] == ["multitask", "1.000", "1.000", "1.000"]
+    rows = {line[:19].strip(): line[19:].split() for line in ablation.format_challenge_table(variants).splitlines()[2:]}
+    assert rows == {"Motion Blur": ["8", "0.625", "1.000", "+0.375"],
+                    "Low Resolution": ["4", "0.625", "1.000", "+0.375"],
+                    "Low Contrast Object": ["8", "0.625", "1.000", "+0.375"],
+                    "Normal": ["18", "0.625", "1.000", "+0.375"]}
+
+
+def test_json_is_strict_and_plots_are_png(ground_truth, tmp_path):
+    write_boxes(sequence_files(tmp_path / "r", "2-Boat", "got10k").boxes, ground_truth.sequence_info(0).bbox.numpy())
+    write_boxes(sequence_files(tmp_path / "r", "4-USV", "got10k").boxes, ground_truth.sequence_info(1).bbox.numpy())
+    scores = evaluate_results(tmp_path / "r", ground_truth, "got10k")  # no time files: fps is nan
+    result = ablation.AblationResult({"test_dataset": "synthetic_test"},
+                                     {"baseline": variant_result("baseline", scores)})
+    plots = ablation.write_plots(result, tmp_path / "plots")
+    assert [p.name for p in plots] == ["success_plot.png", "per_challenge_ao.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots)
+    path = ablation.write_json(result, tmp_path / "ablation.json")
+    data = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    assert data["variants"]["baseline"]["scores"]["fps"] is None
+
+
+# ----------------------------------------------------------------------------- resuming
+
+def settings_for(tmp_path: Path, data_dir: Path, **kwargs) -> AblationSettings:
+    return AblationSettings(config="hiptrack_cls_quickstart", train_dataset_opts=(), test_dataset="synthetic_test",
+                            out_dir=tmp_path, path_args=("--dataset_dir", f"synthetic={data_dir}"),
+                            opts=("TRAIN.EPOCH=3", "TEST.EPOCH=3"), **kwargs)
+
+
+@pytest.fixture
+def recorded_runs(monkeypatch):
+    """Replace the child processes by a record of their command lines."""
+    calls = []
+    monkeypatch.setattr(ablation, "_run", lambda cmd, what, log_file: calls.append((what, cmd)) or 12.0)
+    return calls
+
+
+def checkpoint(settings: AblationSettings, variant: str, epoch: int) -> Path:
+    path = ablation.RunPaths(settings.out_dir / variant, "hiptrack_cls_quickstart").checkpoint(epoch)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    return path
+
+
+def test_training_skipped_when_the_tested_checkpoint_exists(tmp_path, data_dir, recorded_runs):
+    settings = settings_for(tmp_path, data_dir)
+    variant = ablation.VARIANTS["multitask"]
+    cfg = ablation.variant_config(settings, variant)
+    log_file = tmp_path / "multitask" / "ablation.log"
+    assert ablation._train(settings, variant, cfg, log_file) == (12.0, False)  # trained: time recorded
+    checkpoint(settings, "multitask", 3)
+    assert ablation._train(settings, variant, cfg, log_file) == (12.0, True)   # skipped: the earlier time
+    assert [what for what, _ in recorded_runs] == ["multitask: training"]
+    assert "multitask: training skipped" in log_file.read_text() and "--retrain" in log_file.read_text()
+    retrain = settings_for(tmp_path, data_dir, retrain=True)
+    assert ablation._train(retrain, variant, ablation.variant_config(retrain, variant), log_file)[1] is False
+    assert "--resume" not in recorded_runs[-1][1]
+
+
+def test_interrupted_training_continues_and_stale_results_go(tmp_path, data_dir, recorded_runs):
+    settings = settings_for(tmp_path, data_dir)
+    variant = ablation.VARIANTS["baseline"]
+    earlier = checkpoint(settings, "baseline", 2)
+    stale = results_dir(tmp_path / "baseline", "hiptrack", "hiptrack_cls_quickstart", "synthetic_test")
+    stale.mkdir(parents=True)
+    ablation._train(settings, variant, ablation.variant_config(settings, variant), tmp_path / "baseline" / "log")
+    cmd = recorded_runs[0][1]
+    assert cmd[cmd.index("--resume") + 1] == str(earlier) and cmd.index("--resume") < cmd.index("--opts")
+    assert not stale.exists()
+
+
+# ----------------------------------------------------------------------------- command-line errors
+
+def test_variant_selection():
+    assert [v.name for v in ablation.select_variants(None)] == ["baseline", "multitask", "fusion"]
+    with pytest.raises(ValueError, match="unknown variant.*'bogus'.*valid: baseline, multitask, fusion"):
+        ablation.select_variants(["baseline", "bogus"])
+    with pytest.raises(ValueError, match="each variant once"):
+        ablation.select_variants(["baseline", "baseline"])
+
+
+def ablation_args(tmp_path: Path, *extra: str) -> list[str]:
+    return ["--config", "hiptrack_cls_quickstart", "--train_dataset", "SYNTHETIC_train",
+            "--test_dataset", "synthetic_test", "--out_dir", str(tmp_path / "out"), *extra]
+
+
+def test_cli_bad_variant(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        load_script(ABLATION_PY).main(ablation_args(tmp_path, "--variants", "baseline", "bogus"))
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'bogus'" in capsys.readouterr().err
+
+
+def test_cli_missing_dataset_fails_before_training(tmp_path, capsys):
+    missing = tmp_path / "nowhere"
+    code = load_script(ABLATION_PY).main(ablation_args(tmp_path, "--dataset_dir", f"synthetic={missing}"))
+    err = capsys.readouterr().err
+    assert code == 2 and f"dataset root {missing} does not exist" in err and "--dataset_dir synthetic=PATH" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_unknown_train_dataset_and_labels(tmp_path, data_dir, capsys):
+    cli = load_script(ABLATION_PY)
+    args = ablation_args(tmp_path, "--dataset_dir", f"synthetic={data_dir}")
+    args[args.index("SYNTHETIC_train")] = "SYNTHETIC_trian"
+    assert cli.main(args) == 2 and "unknown dataset 'SYNTHETIC_trian'" in capsys.readouterr().err
+    assert cli.main(ablation_args(tmp_path, "--cls_ann_dir", str(tmp_path / "no_labels"))) == 2
+    assert "challenge label folder" in capsys.readouterr().err
+
+
+def test_cli_failing_child_names_variant_step_and_log(tmp_path, data_dir, capsys):
+    """A device that does not exist fails in the training child; the message points at its log."""
+    code = load_script(ABLATION_PY).main(ablation_args(
+        tmp_path, "--variants", "baseline", "--dataset_dir", f"synthetic={data_dir}", "--device", "cuda:99",
+        "--opts", *TINY_BUDGET))
+    err = capsys.readouterr().err
+    log = tmp_path / "out" / "baseline" / "ablation.log"
+    assert code == 1 and "baseline: training failed with exit code" in err and str(log) in err
+    assert "cuda" in log.read_text()
+
+
+# ----------------------------------------------------------------------------- quick start
+
+def test_quickstart_reuses_or_refuses_the_dataset(tmp_path, monkeypatch):
+    quickstart = load_script(QUICKSTART_PY)
+    monkeypatch.setattr(quickstart, "QUICKSTART_SIZE", "160x120")
+    assert quickstart.ensure_dataset(tmp_path, 2, 3, overwrite=False) is True
+    assert quickstart.ensure_dataset(tmp_path, 2, 3, overwrite=False) is False
+    with pytest.raises(quickstart.DatasetMismatchError, match="pass --overwrite"):
+        quickstart.ensure_dataset(tmp_path, 2, 4, overwrite=False)
+    assert quickstart.ensure_dataset(tmp_path, 2, 4, overwrite=True) is True
+    assert len((tmp_path / "train" / "1-Ship" / "groundtruth.txt").read_text().splitlines()) == 4
+
+
+def test_quickstart_end_to_end(tmp_path):
+    """tracking/quickstart.py from another working directory, its default folders, two steps per variant."""
+    proc = subprocess.run([sys.executable, str(QUICKSTART_PY), "--sequences", "4", "--frames", "20",
+                           "--device", "cpu", "--opts", *TINY_BUDGET, *SMALL_CROPS],
+                          cwd=tmp_path, env={**os.environ, **ONE_THREAD}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out_dir, data_dir = tmp_path / "output" / "quickstart", tmp_path / "data" / "synthetic_quickstart"
+    data = json.loads((out_dir / "ablation.json").read_text())
+    assert list(data["variants"]) == ["baseline", "multitask"]
+    for name, variant in data["variants"].items():
+        assert 0.0 <= variant["scores"]["ao"] <= 1.0 and math.isfinite(variant["scores"]["ao"])
+        assert variant["train_seconds"] > 0 and variant["train_skipped"] is False
+    assert data["variants"]["baseline"]["challenge"] is None
+    challenge = data["variants"]["multitask"]["challenge"]
+    assert 0.0 <= challenge["accuracy"] <= 1.0 and 0.0 < challenge["majority"] <= 1.0
+    for name, tracker in (("baseline", "hiptrack"), ("multitask", "hiptrack_cls")):
+        results = results_dir(out_dir / name, tracker, "hiptrack_cls_quickstart", "synthetic_test")
+        for seq in (data_dir / "test" / "list.txt").read_text().split():
+            files = sequence_files(results, seq, "got10k")
+            assert files.boxes.is_file() and files.times.is_file()
+            assert files.challenges.is_file() == (name == "multitask")
+    for plot in ("success_plot.png", "per_challenge_ao.png"):
+        assert (out_dir / "plots" / plot).read_bytes()[:4] == b"\x89PNG"
+    assert "Variant       AO  SR0.5  SR0.75    AUC" in proc.stdout and "Challenge" in proc.stdout
+    assert "auxiliary task: AO " in proc.stdout and "vs majority-class " in proc.stdout
+    assert str(out_dir / "ablation.json") in proc.stdout and "total wall time" in proc.stdout
