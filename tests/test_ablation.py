@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import math
 import os
 import subprocess
@@ -180,9 +181,9 @@ def test_json_is_strict_and_plots_are_png(ground_truth, tmp_path):
 # ----------------------------------------------------------------------------- resuming
 
 def settings_for(tmp_path: Path, data_dir: Path, **kwargs) -> AblationSettings:
+    kwargs.setdefault("opts", ("TRAIN.EPOCH=3", "TEST.EPOCH=3"))
     return AblationSettings(config="hiptrack_cls_quickstart", train_dataset_opts=(), test_dataset="synthetic_test",
-                            out_dir=tmp_path, path_args=("--dataset_dir", f"synthetic={data_dir}"),
-                            opts=("TRAIN.EPOCH=3", "TEST.EPOCH=3"), **kwargs)
+                            out_dir=tmp_path, path_args=("--dataset_dir", f"synthetic={data_dir}"), **kwargs)
 
 
 @pytest.fixture
@@ -200,7 +201,7 @@ def checkpoint(settings: AblationSettings, variant: str, epoch: int) -> Path:
     return path
 
 
-def test_training_skipped_when_the_tested_checkpoint_exists(tmp_path, data_dir, recorded_runs):
+def test_training_skipped_when_the_tested_checkpoint_exists(tmp_path, data_dir, recorded_runs, caplog):
     settings = settings_for(tmp_path, data_dir)
     variant = ablation.VARIANTS["multitask"]
     cfg = ablation.variant_config(settings, variant)
@@ -210,6 +211,15 @@ def test_training_skipped_when_the_tested_checkpoint_exists(tmp_path, data_dir, 
     assert ablation._train(settings, variant, cfg, log_file) == (12.0, True)   # skipped: the earlier time
     assert [what for what, _ in recorded_runs] == ["multitask: training"]
     assert "multitask: training skipped" in log_file.read_text() and "--retrain" in log_file.read_text()
+    other = settings_for(tmp_path, data_dir, epoch=2)  # another tested epoch is no training change
+    ablation.variant_config(other, variant).dump_yaml(checkpoint(settings, "multitask", 3).parent / "config.yaml")
+    with caplog.at_level(logging.WARNING, logger="lib.pipeline.ablation"):
+        ablation._train(settings, variant, cfg, log_file)
+    assert not caplog.records
+    changed = settings_for(tmp_path, data_dir, opts=("TRAIN.EPOCH=3", "TEST.EPOCH=3", "TRAIN.LR=0.5"))
+    with caplog.at_level(logging.WARNING, logger="lib.pipeline.ablation"):
+        ablation._train(changed, variant, ablation.variant_config(changed, variant), log_file)
+    assert "different config (TRAIN.LR (0.001 -> 0.5))" in caplog.text
     retrain = settings_for(tmp_path, data_dir, retrain=True)
     assert ablation._train(retrain, variant, ablation.variant_config(retrain, variant), log_file)[1] is False
     assert "--resume" not in recorded_runs[-1][1]

@@ -250,7 +250,8 @@ def _note(log_file: Path, message: str) -> None:
 
 
 def _config_changes(checkpoint_dir: Path, cfg: CfgNode) -> list[str]:
-    """Keys whose value differs from the ``config.yaml`` the trainer wrote beside the checkpoints."""
+    """Training keys whose value differs from the ``config.yaml`` the trainer wrote beside the
+    checkpoints (``TEST.*`` only affects testing, e.g. a checkpoint epoch chosen with --epoch)."""
     saved_file = checkpoint_dir / "config.yaml"
     if not saved_file.is_file():
         return []
@@ -260,7 +261,8 @@ def _config_changes(checkpoint_dir: Path, cfg: CfgNode) -> list[str]:
     except (ValueError, yaml.YAMLError) as e:  # written by other code: say so, do not stop the ablation
         return [f"{saved_file} cannot be compared: {e}"]
     saved = {k: v for k, v, _ in iter_leaves(saved_cfg)}
-    return [f"{k} ({saved.get(k)!r} -> {v!r})" for k, v, _ in iter_leaves(cfg) if saved.get(k) != v]
+    return [f"{k} ({saved.get(k)!r} -> {v!r})" for k, v, _ in iter_leaves(cfg)
+            if saved.get(k) != v and not k.startswith("TEST.")]
 
 
 def _train_time_file(settings: AblationSettings, variant: Variant) -> Path:
