@@ -514,3 +514,9 @@ def test_cli_runs_from_any_directory_with_the_same_labels_in_another_process(tmp
     counts = _distribution(expected)
     assert counts["Scale Variation"][0] + counts["Low Resolution"][0] + counts["Low Contrast Object"][0] == 90
     assert min(counts[n][0] for n in ("Scale Variation", "Low Resolution", "Low Contrast Object")) > 0
+
+
+def test_default_label_seed_is_the_default_training_seed():
+    from lib.config.hiptrack import get_default_config
+    from lib.train.dataset.challenge_labels import DEFAULT_LABEL_SEED
+    assert DEFAULT_LABEL_SEED == get_default_config().TRAIN.SEED

@@ -225,6 +225,14 @@ def test_short_and_sparse_sequences_are_skipped(data_root):
         make_sampler([SyntheticDataset("short", data_root / "short", [12])]).sample_clip(np.random.default_rng(0))
 
 
+def test_min_sequence_length_comes_from_the_config(data_root):
+    short = SyntheticDataset("synthA", data_root / "short14", [14])
+    with pytest.raises(ValueError, match="DATA.MIN_SEQUENCE_LENGTH"):
+        build_train_loader(cfg_with(), [short], training=True, seed=0).dataset.sample_clip(np.random.default_rng(0))
+    loader = build_train_loader(cfg_with("DATA.MIN_SEQUENCE_LENGTH=14"), [short], training=True, seed=0)
+    assert loader.dataset.sample_clip(np.random.default_rng(0)).seq_id == 0
+
+
 def test_image_dataset_repeats_its_image(data_root):
     images = SyntheticDataset("images", data_root / "images", [1, 1], video=False)
     sample = make_sampler([images])[0]

@@ -18,7 +18,7 @@ import logging
 import sys
 from pathlib import Path
 
-from lib.train.dataset.challenge_labels import CHALLENGE_CLASSES, ChallengeLabelStore, SequenceLabels
+from lib.train.dataset.challenge_labels import CHALLENGE_CLASSES, DEFAULT_LABEL_SEED, ChallengeLabelStore, SequenceLabels
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -70,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="split folder in GOT-10k layout (list.txt or one folder of frames per sequence); "
                              "sequences and frame counts then come from the images")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the choice among several CV flags (default 0)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_LABEL_SEED,
+                        help=f"seed of the choice among several CV flags; use the training run's TRAIN.SEED "
+                             f"(default {DEFAULT_LABEL_SEED}, TRAIN.SEED's default)")
     parser.add_argument("--max-report", type=int, default=10, metavar="K",
                         help="malformed lines and sequence names listed at most (default 10)")
     parser.add_argument("-v", "--verbose", action="store_true", help="also print the loader's log warnings")

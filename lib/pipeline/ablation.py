@@ -68,7 +68,8 @@ class Variant:
 
 
 VARIANTS: dict[str, Variant] = {
-    "baseline": Variant("baseline", "hiptrack", ("MODEL.CLS_HEAD.ENABLED=False",),
+    # two-stage training only exists for the head, so a two-stage config's baseline trains in one stage
+    "baseline": Variant("baseline", "hiptrack", ("MODEL.CLS_HEAD.ENABLED=False", "TRAIN.TWO_STAGE=False"),
                         "HIPTrack, no classification head"),
     "multitask": Variant("multitask", "hiptrack_cls", ("MODEL.CLS_HEAD.ENABLED=True", "MODEL.CLS_HEAD.FUSION=False"),
                          "shared backbone + challenge head (auxiliary loss only)"),

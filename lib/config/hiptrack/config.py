@@ -164,6 +164,7 @@ _DATA = {
     "MEAN": Key([0.485, 0.456, 0.406], "RGB normalisation mean"),
     "STD": Key([0.229, 0.224, 0.225], "RGB normalisation std"),
     "MAX_SAMPLE_INTERVAL": Key(70, "max frame gap between consecutive sampled frames"),
+    "MIN_SEQUENCE_LENGTH": Key(20, "sequences with fewer frames are never sampled (the original's rule)"),
     "TRAIN": _data_split("GOT10K_train_full", 60000),
     "VAL": _data_split("GOT10K_official_val", 10000),
     "SEARCH": _crop(384, 5.0, 4.5, 0.5, 5, "search"),
@@ -382,7 +383,7 @@ def _check_data(cfg: CfgNode) -> Iterator[str]:
             yield f"{key} must have 3 entries (RGB), got {_get(cfg, key)}"
     if not all(s > 0 for s in cfg.DATA.STD):
         yield f"DATA.STD entries must be > 0, got {cfg.DATA.STD}"
-    yield from _at_least(cfg, 1, "DATA.MAX_SAMPLE_INTERVAL")
+    yield from _at_least(cfg, 1, "DATA.MAX_SAMPLE_INTERVAL", "DATA.MIN_SEQUENCE_LENGTH")
     for split in ("TRAIN", "VAL"):
         yield from _check_split(cfg, split)
     stride = cfg.MODEL.BACKBONE.STRIDE

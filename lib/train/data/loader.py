@@ -101,6 +101,7 @@ def build_train_loader(
         samples_per_epoch=split.SAMPLE_PER_EPOCH,
         num_search=cfg.DATA.SEARCH.NUMBER,
         max_interval=cfg.DATA.MAX_SAMPLE_INTERVAL,
+        min_sequence_length=cfg.DATA.MIN_SEQUENCE_LENGTH,
         processing=TrackingProcessing(cfg, training=training),
         seed=seed,
     )

@@ -220,7 +220,7 @@ class TrackingSampler(torch.utils.data.Dataset):
             raise ValueError(
                 f"dataset '{dataset.name}' has no sequence with more than {2 * (self.num_search + 1)} "
                 f"visible frames, at least {self.min_sequence_length} frames and {self.num_search + 1} "
-                f"visible frames at most {self.max_interval} apart; lower min_sequence_length or "
+                f"visible frames at most {self.max_interval} apart; lower DATA.MIN_SEQUENCE_LENGTH or "
                 "DATA.SEARCH.NUMBER, or drop the dataset")
         return int(qualifying[rng.integers(len(qualifying))])
 

@@ -62,6 +62,9 @@ CV_FLAGS: tuple[tuple[str, int], ...] = (
     ("low_contrast", 8),
 )
 
+# the tie-break seed when none is given: TRAIN.SEED's default, so evaluation and the annotation check
+# pick the same class as a training run with the default seed
+DEFAULT_LABEL_SEED = 42
 MAX_LOGGED_PER_FILE = 5  # malformed lines logged one by one per file; the rest only counted
 MAX_LOGGED_MISSING = 5  # sequences without a file logged one by one per store
 
@@ -271,7 +274,7 @@ class ChallengeLabelStore:
     data-loader worker.
     """
 
-    def __init__(self, ann_dir: str | Path, seed: int = 0, cache_size: int = 256) -> None:
+    def __init__(self, ann_dir: str | Path, seed: int = DEFAULT_LABEL_SEED, cache_size: int = 256) -> None:
         self.ann_dir = Path(ann_dir).expanduser()
         if not self.ann_dir.exists():
             raise FileNotFoundError(

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lib.train.dataset.base import SequenceDataset
-from lib.train.dataset.challenge_labels import ChallengeLabelStore
+from lib.train.dataset.challenge_labels import DEFAULT_LABEL_SEED, ChallengeLabelStore
 from lib.train.dataset.got10k import MAX_LISTED_NAMES, FolderSequenceDataset, GOT10k, read_name_list
 from lib.train.dataset.lasot import LaSOT
 from lib.train.dataset.paths import DatasetPaths
@@ -107,7 +107,7 @@ def _label_store(ann_dir: Path, seed: int) -> ChallengeLabelStore:
     return ChallengeLabelStore(ann_dir, seed=seed)
 
 
-def label_store(cls_ann_dir: str | Path | None, seed: int = 0) -> ChallengeLabelStore | None:
+def label_store(cls_ann_dir: str | Path | None, seed: int = DEFAULT_LABEL_SEED) -> ChallengeLabelStore | None:
     """The challenge-label store of a folder (one per folder and seed in a process); ``None`` for
     ``None`` or an empty string (every frame unlabeled)."""
     if cls_ann_dir is None or not str(cls_ann_dir).strip():
@@ -116,7 +116,7 @@ def label_store(cls_ann_dir: str | Path | None, seed: int = 0) -> ChallengeLabel
 
 
 def build_dataset(
-    name: str, paths: DatasetPaths, cls_ann_dir: str | Path | None = None, label_seed: int = 0
+    name: str, paths: DatasetPaths, cls_ann_dir: str | Path | None = None, label_seed: int = DEFAULT_LABEL_SEED
 ) -> SequenceDataset:
     """The dataset of a config name (``GOT10K_train_full``, ``MVTD_train:my_split.txt``, ...)."""
     base_name, sep, split_path = name.partition(":")
@@ -140,7 +140,7 @@ def build_dataset(
 
 
 def build_datasets(
-    names: Sequence[str], paths: DatasetPaths, cls_ann_dir: str | Path | None = None, label_seed: int = 0
+    names: Sequence[str], paths: DatasetPaths, cls_ann_dir: str | Path | None = None, label_seed: int = DEFAULT_LABEL_SEED
 ) -> list[SequenceDataset]:
     """:func:`build_dataset` for each name (one label store shared by all)."""
     return [build_dataset(n, paths, cls_ann_dir, label_seed) for n in names]
