@@ -326,3 +326,12 @@ def test_quickstart_end_to_end(tmp_path):
     assert "Variant       AO  SR0.5  SR0.75    AUC" in proc.stdout and "Challenge" in proc.stdout
     assert "auxiliary task: AO " in proc.stdout and "vs majority-class " in proc.stdout
     assert str(out_dir / "ablation.json") in proc.stdout and "total wall time" in proc.stdout
+
+
+def test_epoch_summaries_of_a_child_are_shortened_for_the_console():
+    from lib.pipeline.ablation import _progress_line
+    line = ("12:17:29 [rank 0] INFO lib.train.trainer: [train] epoch 30: Loss/giou 0.7540, IoU 0.6509, "
+            "Loss/classification 1.4291, Loss/total 3.3794, Accuracy 0.4800, Accuracy/Occlusion 0.2979")
+    assert _progress_line(line) == "epoch 30: Loss/total 3.3794, IoU 0.6509, Accuracy 0.4800"
+    assert _progress_line("[train] epoch 2: Loss/total nan, IoU 0.1000") == "epoch 2: Loss/total nan, IoU 0.1000"
+    assert _progress_line("12:00:01 INFO lib.train.trainer: epoch 3 checkpoint written") is None

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import math
 import shutil
 import subprocess
@@ -96,15 +97,39 @@ class AblationSettings:
     extra_train_args: tuple[str, ...] = field(default_factory=tuple)
 
 
+# the trainer's per-epoch summary line, echoed (shortened) so a long run shows progress
+_EPOCH_LINE = re.compile(r"\[train\] (epoch \d+):.*")
+_EPOCH_STATS = ("Loss/total", "IoU", "Accuracy")
+
+
+def _progress_line(line: str) -> str | None:
+    """``epoch 8: Loss/total 5.51, IoU 0.423, Accuracy 0.351`` from a trainer epoch summary, else None."""
+    match = _EPOCH_LINE.search(line)
+    if match is None:
+        return None
+    stats = [m.group(0) for key in _EPOCH_STATS
+             if (m := re.search(rf"(?<![\w/]){re.escape(key)} [-+0-9.einfa]+", line))]
+    return f"{match.group(1)}: {', '.join(stats)}"
+
+
 def _run(cmd: list[str], what: str, log_file: Path) -> float:
-    """Run a child process, its output appended to ``log_file``; raise with the log's tail on failure."""
+    """Run a child process, its output appended to ``log_file`` (epoch summaries also logged here);
+    raise with the log's tail on failure."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     logger.info("%s: %s", what, " ".join(cmd))
     start = time.perf_counter()
     with open(log_file, "a", encoding="utf-8") as log:
         log.write(f"$ {' '.join(cmd)}\n")
         log.flush()
-        code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              errors="replace") as child:
+            for line in child.stdout:
+                log.write(line)
+                progress = _progress_line(line)
+                if progress:
+                    log.flush()
+                    logger.info("%s: %s", what, progress)
+        code = child.returncode
     seconds = time.perf_counter() - start
     if code != 0:
         tail = "".join(log_file.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)[-25:])
