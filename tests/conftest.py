@@ -1,10 +1,21 @@
 """Shared fixtures: tiny configs and models that run in milliseconds on a CPU."""
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 import torch
 
 from lib.config.hiptrack import load_config, resolve_experiment_config
+
+
+def load_script(path: Path):
+    """A tracking/ script as a module (tracking/ is not a package), without running its main."""
+    spec = importlib.util.spec_from_file_location(f"script_{Path(path).stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 torch.set_num_threads(2)
 

@@ -5,7 +5,6 @@ tracking/quickstart.py as a user would, at a budget of two training steps per va
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import math
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import load_script
 from lib.pipeline import ablation
 from lib.pipeline.ablation import AblationSettings, VariantResult
 from lib.synthetic import generate_dataset
@@ -35,14 +35,6 @@ TINY_BUDGET = ["TRAIN.EPOCH=1", "TEST.EPOCH=1", "DATA.TRAIN.SAMPLE_PER_EPOCH=4",
                "TRAIN.LR_DROP_EPOCH=1"]
 SMALL_CROPS = ["DATA.SEARCH.SIZE=64", "DATA.TEMPLATE.SIZE=32", "TEST.SEARCH_SIZE=64", "TEST.TEMPLATE_SIZE=32"]
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # the machine is shared: one intra-op thread
-
-
-def load_script(path: Path):
-    """A tracking/ script as a module (tracking/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(f"script_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

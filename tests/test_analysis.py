@@ -1,7 +1,6 @@
 """Evaluation of result files: GOT-10k official protocol, LaSOT-style curves, tables, plots, CLI."""
 from __future__ import annotations
 
-import importlib.util
 import logging
 import shutil
 import subprocess
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import load_script
 from lib.synthetic import generate_dataset
 from lib.test.analysis import metrics
 from lib.test.analysis.evaluate import MissingResultsError, evaluate_results
@@ -287,10 +287,7 @@ def test_cli_errors_are_clear(synthetic, tmp_path, capsys):
 
 
 def _script_module():
-    spec = importlib.util.spec_from_file_location("analysis_results_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 def test_cli_run_specs_parse():

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import load_script
 from lib.train.dataset.base import IGNORE_LABEL
 from lib.train.dataset.challenge_labels import (
     CHALLENGE_CLASSES,
@@ -408,11 +409,7 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Comple
 @pytest.fixture(scope="module")
 def cli_main():
     """``main`` of the CLI script, imported from its file."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("cls_annotations_cli", CLI)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return load_script(CLI).main
 
 
 def call(cli_main, capsys, *args: str) -> tuple[int, str, str]:

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import load_script
 from lib.config.hiptrack import config_from_dict, load_config, resolve_experiment_config
 from lib.models import build_model
 from lib.test.tracker import HIPTrackCLSTracker, HIPTrackTracker
@@ -20,10 +20,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "tracking" / "convert_cls_to_trac
 
 @pytest.fixture(scope="module")
 def convert():
-    spec = importlib.util.spec_from_file_location("convert_cls_to_tracking", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return load_script(SCRIPT).main
 
 
 def tiny_checkpoint(path: Path, *opts: str) -> Path:

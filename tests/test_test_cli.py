@@ -1,7 +1,6 @@
 """tracking/test.py end to end on generated sequences, and the HIPTrack-CLS tracker."""
 from __future__ import annotations
 
-import importlib.util
 import logging
 import shutil
 import zipfile
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import load_script
 from lib.config.hiptrack import load_config, resolve_experiment_config
 from lib.models import build_model
 from lib.synthetic import generate_dataset
@@ -26,10 +26,7 @@ FRAMES = 12
 
 def load_test_cli():
     """tracking/test.py as a module (tracking/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("tracking_test_cli", TEST_PY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(TEST_PY)
 
 
 @pytest.fixture(scope="module")

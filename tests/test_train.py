@@ -7,7 +7,6 @@ FREEZE_CLS_EPOCH, NaN handling, two-process DDP with gloo through torchrun, and 
 """
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import re
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import load_script
 from lib.synthetic import generate_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,10 +44,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def train_cli():
     """tracking/train.py as a module (tracking/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("train_cli", TRAIN_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(TRAIN_SCRIPT)
 
 
 @pytest.fixture(scope="module")

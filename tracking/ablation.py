@@ -17,7 +17,7 @@ import logging
 import sys
 from pathlib import Path
 
-from lib.pipeline.ablation import VARIANTS, AblationSettings, format_ablation, format_summary, run_ablation
+from lib.pipeline.ablation import VARIANTS, AblationSettings, report_lines, run_ablation
 from lib.test.evaluation.results import TEST_DATASETS
 from lib.train.dataset.paths import add_path_arguments
 
@@ -91,12 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(format_ablation(result))
-    print()
-    for line in format_summary(result.variants):
-        print(line)
-    for path in [*result.plots, result.json_path]:
-        print(f"wrote {path}")
+    print("\n".join(report_lines(result)))
     return 0
 
 

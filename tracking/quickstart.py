@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from lib.pipeline.ablation import AblationSettings, format_ablation, format_summary, run_ablation
+from lib.pipeline.ablation import AblationSettings, report_lines, run_ablation
 from lib.synthetic import generate_dataset
 from lib.test.evaluation.results import atomic_write_text
 
@@ -129,12 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(format_ablation(result))
-    print()
-    for line in format_summary(result.variants):
-        print(line)
-    for path in [*result.plots, result.json_path]:
-        print(f"wrote {path}")
+    print("\n".join(report_lines(result)))
     print(f"total wall time {(time.perf_counter() - start) / 60:.1f} min")
     return 0
 

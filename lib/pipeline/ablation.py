@@ -498,3 +498,9 @@ def format_ablation(result: AblationResult | Mapping[str, VariantResult]) -> str
     if challenges:
         parts += ["", "Per challenge (AO; Δ: variant minus baseline)", challenges]
     return "\n".join(parts)
+
+
+def report_lines(result) -> list[str]:
+    """What the ablation and quick-start CLIs print: the tables, the summary and the files written."""
+    return [format_ablation(result), "", *format_summary(result.variants),
+            *(f"wrote {path}" for path in [*result.plots, result.json_path])]
