@@ -318,6 +318,7 @@ def test_quickstart_end_to_end(tmp_path):
     assert "Variant       AO  SR0.5  SR0.75    AUC" in proc.stdout and "Challenge" in proc.stdout
     assert "auxiliary task: AO " in proc.stdout and "vs majority-class " in proc.stdout
     assert str(out_dir / "ablation.json") in proc.stdout and "total wall time" in proc.stdout
+    assert "baseline: training: epoch 1: Loss/total " in proc.stderr  # progress echoed while it trains
 
 
 def test_epoch_summaries_of_a_child_are_shortened_for_the_console():
