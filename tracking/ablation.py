@@ -17,7 +17,7 @@ import logging
 import sys
 from pathlib import Path
 
-from lib.pipeline.ablation import VARIANTS, AblationSettings, report_lines, run_ablation
+from lib.pipeline.ablation import INPUT_ERRORS, VARIANTS, AblationSettings, cli_failure, report_lines, run_ablation
 from lib.test.evaluation.results import TEST_DATASETS
 from lib.train.dataset.paths import add_path_arguments
 
@@ -85,12 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         result = run_ablation(settings_from_args(args), args.variants)
-    except (ValueError, FileNotFoundError) as e:  # config errors are ValueErrors
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except RuntimeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except (*INPUT_ERRORS, RuntimeError) as e:
+        return cli_failure(e)
     print("\n".join(report_lines(result)))
     return 0
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from lib.pipeline.ablation import AblationSettings, report_lines, run_ablation
+from lib.pipeline.ablation import INPUT_ERRORS, AblationSettings, cli_failure, report_lines, run_ablation
 from lib.synthetic import generate_dataset
 from lib.test.evaluation.results import atomic_write_text
 
@@ -124,12 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         if generated and not args.retrain:
             logger.info("new dataset: every variant is trained again")
         result = run_ablation(settings_from_args(args, retrain=args.retrain or generated), variants)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except RuntimeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except (*INPUT_ERRORS, RuntimeError) as e:
+        return cli_failure(e)
     print("\n".join(report_lines(result)))
     print(f"total wall time {(time.perf_counter() - start) / 60:.1f} min")
     return 0

@@ -504,3 +504,14 @@ def report_lines(result) -> list[str]:
     """What the ablation and quick-start CLIs print: the tables, the summary and the files written."""
     return [format_ablation(result), "", *format_summary(result.variants),
             *(f"wrote {path}" for path in [*result.plots, result.json_path])]
+
+
+# what the ablation CLIs report as bad input (exit 2: config and dataset errors are ValueErrors); a
+# RuntimeError is a failed step (exit 1)
+INPUT_ERRORS = (ValueError, FileNotFoundError)
+
+
+def cli_failure(error: Exception) -> int:
+    """Print a CLI's error to stderr; its exit code (2 bad input, 1 a failed step)."""
+    print(f"error: {error}", file=sys.stderr)
+    return 2 if isinstance(error, INPUT_ERRORS) else 1
