@@ -17,7 +17,7 @@ import logging
 import sys
 from pathlib import Path
 
-from lib.pipeline.ablation import INPUT_ERRORS, VARIANTS, AblationSettings, cli_failure, report_lines, run_ablation
+from lib.pipeline.ablation import INPUT_ERRORS, VARIANTS, AblationSettings, exit_code_of, report_lines, run_ablation
 from lib.test.evaluation.results import TEST_DATASETS
 from lib.train.dataset.paths import add_path_arguments
 
@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = run_ablation(settings_from_args(args), args.variants)
     except (*INPUT_ERRORS, RuntimeError) as e:
-        return cli_failure(e)
+        print(f"error: {e}", file=sys.stderr)
+        return exit_code_of(e)
     print("\n".join(report_lines(result)))
     return 0
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from lib.pipeline.ablation import INPUT_ERRORS, AblationSettings, cli_failure, report_lines, run_ablation
+from lib.pipeline.ablation import INPUT_ERRORS, AblationSettings, exit_code_of, report_lines, run_ablation
 from lib.synthetic import generate_dataset
 from lib.test.evaluation.results import atomic_write_text
 
@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             logger.info("new dataset: every variant is trained again")
         result = run_ablation(settings_from_args(args, retrain=args.retrain or generated), variants)
     except (*INPUT_ERRORS, RuntimeError) as e:
-        return cli_failure(e)
+        print(f"error: {e}", file=sys.stderr)
+        return exit_code_of(e)
     print("\n".join(report_lines(result)))
     print(f"total wall time {(time.perf_counter() - start) / 60:.1f} min")
     return 0

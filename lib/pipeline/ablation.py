@@ -511,7 +511,6 @@ def report_lines(result) -> list[str]:
 INPUT_ERRORS = (ValueError, FileNotFoundError)
 
 
-def cli_failure(error: Exception) -> int:
-    """Print a CLI's error to stderr; its exit code (2 bad input, 1 a failed step)."""
-    print(f"error: {error}", file=sys.stderr)
+def exit_code_of(error: Exception) -> int:
+    """A CLI's exit code for ``error``: 2 bad input, 1 a failed step."""
     return 2 if isinstance(error, INPUT_ERRORS) else 1
