@@ -23,8 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -37,14 +37,14 @@ import numpy as np
 import yaml
 
 from lib.config.hiptrack import config_from_dict, load_config, resolve_experiment_config
-from lib.config.node import CfgNode, iter_leaves
+from lib.config.node import CfgNode
 from lib.test.analysis import evaluate_results, plot_per_challenge, plot_success
 from lib.test.analysis.report import format_table
 from lib.test.evaluation.results import atomic_write_text, read_challenges, results_dir, sequence_files, test_dataset
 from lib.train.dataset.base import SequenceDataset
 from lib.train.dataset.paths import DatasetPaths, add_path_arguments
 from lib.train.dataset.registry import build_dataset
-from lib.train.trainer import RunPaths, epoch_checkpoints
+from lib.train.trainer import RunPaths, config_differences, epoch_checkpoints
 from lib.utils.cls_loss import CLASS_NAMES, IGNORE_INDEX
 
 logger = logging.getLogger(__name__)
@@ -286,9 +286,11 @@ def _config_changes(checkpoint_dir: Path, cfg: CfgNode) -> list[str]:
                                      validate=False)
     except (ValueError, yaml.YAMLError) as e:  # written by other code: say so, do not stop the ablation
         return [f"{saved_file} cannot be compared: {e}"]
-    saved = {k: v for k, v, _ in iter_leaves(saved_cfg)}
-    return [f"{k} ({saved.get(k)!r} -> {v!r})" for k, v, _ in iter_leaves(cfg)
-            if saved.get(k) != v and not k.startswith("TEST.")]
+    return config_differences(_without_test(saved_cfg.to_dict()), _without_test(cfg.to_dict()))
+
+
+def _without_test(tree: dict) -> dict:
+    return {k: v for k, v in tree.items() if k != "TEST"}
 
 
 def _train_time_file(settings: AblationSettings, variant: Variant) -> Path:

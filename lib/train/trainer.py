@@ -112,6 +112,13 @@ class NonFiniteLossError(RuntimeError):
     """Too many consecutive training steps with a NaN / inf loss or gradient norm."""
 
 
+def config_differences(old: dict, new: dict) -> list[str]:
+    """``KEY (old -> new)`` for every key of two nested config dicts whose values differ, sorted."""
+    old, new = _flatten(old), _flatten(new)
+    return [f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in sorted(old.keys() | new.keys())
+            if old.get(k) != new.get(k)]
+
+
 def _flatten(tree: dict, prefix: str = "") -> dict:
     """``{"TRAIN.LR": 1e-4, ...}`` from a nested config dict."""
     out = {}
@@ -288,11 +295,9 @@ class Trainer:
         """Log the config keys whose values differ from the checkpoint's (TRAIN.EPOCH usually does)."""
         if not self.dist.is_main or not saved:
             return
-        old, new = _flatten(saved), _flatten(self.cfg.to_dict())
-        changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+        changed = config_differences(saved, self.cfg.to_dict())
         if changed:
-            logger.warning("config differs from %s in: %s", checkpoint,
-                           ", ".join(f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in changed))
+            logger.warning("config differs from %s in: %s", checkpoint, ", ".join(changed))
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> None:
