@@ -115,6 +115,47 @@ def test_fusion_starts_as_identity():
                            plain(template, search, boxes, mask)[2]["pred_boxes"])
 
 
+def test_stem_features_feed_the_head_and_leave_the_boxes_alone():
+    cfg = cls_cfg("MODEL.CLS_HEAD.STEM_FEATURES=True")
+    torch.manual_seed(0)
+    model = build_hiptrack_cls(cfg, training=True)
+    stem = 4 * cfg.MODEL.HIP.STEM_WIDTH
+    assert model.cls_head.projection[0].in_features == cfg.MODEL.HIDDEN_DIM + stem
+    plain = build_hiptrack(cfg, training=False)
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("cls_head.")})
+    template, search, boxes, mask = inputs(cfg)
+    model.train(), plain.train()
+    outs = model(template, search, boxes, mask)
+    for x, y in zip(outs, plain(template, search, boxes, mask)):
+        assert x["cls_logits"].shape == (2, 10) and torch.equal(x["pred_boxes"], y["pred_boxes"])
+    model.zero_grad()
+    outs[-1]["cls_logits"].sum().backward()  # the last frame is never written to memory: grad only via the head
+    assert model.HIP.encoder.conv1.weight.grad.abs().sum() > 0
+    # the head reads this frame's crop: another crop, other logits, same boxes
+    model.eval()
+    model.predict_challenges = True
+    state = model.start_tracking(template[:1], boxes[:1], mask[:1])
+    with torch.no_grad():
+        a = model.track(state, search[0][:1])
+        state.frame_index -= 1
+        b = model.track(state, search[0][:1].flip(-1))
+    assert a["cls_logits"].shape == (1, 10) and not torch.allclose(a["cls_logits"], b["cls_logits"])
+
+
+def test_stem_features_exclude_fusion_and_need_the_head():
+    with pytest.raises(ConfigError, match="exclude each other"):
+        cls_cfg("MODEL.CLS_HEAD.STEM_FEATURES=True", "MODEL.CLS_HEAD.FUSION=True")
+    with pytest.raises(ConfigError, match="STEM_FEATURES needs the classification head"):
+        make_tiny_cfg("MODEL.CLS_HEAD.STEM_FEATURES=True")
+    from lib.models.layers.cls_head import ChallengeClassificationHead
+    with pytest.raises(ValueError, match="exclude each other"):
+        ChallengeClassificationHead(16, 8, fusion_dim=16, stem_dim=8)
+    head = ChallengeClassificationHead(16, 8, stem_dim=8)
+    with pytest.raises(ValueError, match="8-channel"):
+        head(torch.zeros(1, 4, 16), [])
+    assert head(torch.zeros(1, 4, 16), [], torch.zeros(1, 8, 2, 2))["cls_logits"].shape == (1, 10)
+
+
 def test_pooling_leaves_out_eliminated_tokens():
     tokens = torch.tensor([[[1.0, 2.0], [0.0, 0.0], [3.0, 4.0], [0.0, 0.0]]])
     pooled = pool_kept_tokens(tokens, [torch.tensor([[1]]), torch.tensor([[3]])])

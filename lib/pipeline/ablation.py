@@ -4,7 +4,8 @@ Variants (:data:`VARIANTS`):
 
 * ``baseline``: plain HIPTrack (``MODEL.CLS_HEAD.ENABLED=False``), tested with the ``hiptrack`` tracker;
 * ``multitask``: HIPTrack-CLS, the classification loss only regularises the shared backbone;
-* ``fusion``: HIPTrack-CLS with ``MODEL.CLS_HEAD.FUSION=True`` (head features added before the box head).
+* ``fusion``: HIPTrack-CLS with ``MODEL.CLS_HEAD.FUSION=True`` (head features added before the box head;
+  ``STEM_FEATURES`` is switched off, the two exclude each other).
 
 Each variant runs the project's own command-line scripts in a child process (``tracking/train.py``,
 then ``tracking/test.py``), so an ablation exercises exactly what a user runs; the results are then
@@ -70,11 +71,13 @@ class Variant:
 
 VARIANTS: dict[str, Variant] = {
     # two-stage training only exists for the head, so a two-stage config's baseline trains in one stage
-    "baseline": Variant("baseline", "hiptrack", ("MODEL.CLS_HEAD.ENABLED=False", "TRAIN.TWO_STAGE=False"),
+    "baseline": Variant("baseline", "hiptrack", ("MODEL.CLS_HEAD.ENABLED=False", "MODEL.CLS_HEAD.STEM_FEATURES=False",
+                                                 "TRAIN.TWO_STAGE=False"),
                         "HIPTrack, no classification head"),
     "multitask": Variant("multitask", "hiptrack_cls", ("MODEL.CLS_HEAD.ENABLED=True", "MODEL.CLS_HEAD.FUSION=False"),
                          "shared backbone + challenge head (auxiliary loss only)"),
-    "fusion": Variant("fusion", "hiptrack_cls", ("MODEL.CLS_HEAD.ENABLED=True", "MODEL.CLS_HEAD.FUSION=True"),
+    "fusion": Variant("fusion", "hiptrack_cls", ("MODEL.CLS_HEAD.ENABLED=True", "MODEL.CLS_HEAD.FUSION=True",
+                                                "MODEL.CLS_HEAD.STEM_FEATURES=False"),
                       "challenge head features also added before the box head"),
 }
 

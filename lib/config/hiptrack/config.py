@@ -51,6 +51,8 @@ _MODEL = {
         "DROPOUT": Key(0.1, "dropout after the hidden layer of the classification MLP"),
         "FUSION": Key(False, "add a projection of the classification features to the map the box head "
                              "reads (boxes then depend on the head); False = box path exactly HIPTrack's"),
+        "STEM_FEATURES": Key(False, "also feed the head the pooled HIP memory-encoder stem of the search crop "
+                                    "(predicted box as mask); learns from scratch far faster; excludes FUSION"),
     },
     "BACKBONE": {
         "TYPE": Key("vit_base_patch16_224_ce",
@@ -324,8 +326,12 @@ def _check_cls_head(cfg: CfgNode) -> Iterator[str]:
     yield from _at_least(cfg, 2, "MODEL.CLS_HEAD.NUM_CLASSES")
     if not 0 <= head.DROPOUT < 1:
         yield f"MODEL.CLS_HEAD.DROPOUT must be in [0, 1), got {head.DROPOUT}"
+    if head.FUSION and head.STEM_FEATURES:
+        yield ("MODEL.CLS_HEAD.FUSION and MODEL.CLS_HEAD.STEM_FEATURES exclude each other (the stem reads the "
+               "predicted box, fusion changes it): set one to False")
     if not head.ENABLED:
-        for key, on in (("MODEL.CLS_HEAD.FUSION", head.FUSION), ("TRAIN.TWO_STAGE", cfg.TRAIN.TWO_STAGE)):
+        for key, on in (("MODEL.CLS_HEAD.FUSION", head.FUSION), ("MODEL.CLS_HEAD.STEM_FEATURES", head.STEM_FEATURES),
+                        ("TRAIN.TWO_STAGE", cfg.TRAIN.TWO_STAGE)):
             if on:
                 yield f"{key} needs the classification head: set MODEL.CLS_HEAD.ENABLED: True"
 

@@ -25,6 +25,11 @@ logger = logging.getLogger(__name__)
 RESNET18_WIDTH = 64  # channels of ResNet-18's conv1; its stages are w, w, 2w, 4w (layer3: 256, stride 16)
 
 
+def stem_channels(stem_width: int) -> int:
+    """Channels of the memory encoder's stem output (its layer3) for a stem of width ``stem_width``."""
+    return 4 * stem_width
+
+
 def conv3x3(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
     """3x3 convolution with bias (the original's ResNet keeps conv biases)."""
     return nn.Conv2d(in_ch, out_ch, kernel_size=3, stride=stride, padding=1)
@@ -143,7 +148,7 @@ class MemoryEncoder(nn.Module):
     def __init__(self, feature_dim: int, value_dim: int, stem_width: int = RESNET18_WIDTH) -> None:
         super().__init__()
         w = stem_width
-        self.stem_channels = 4 * w
+        self.stem_channels = stem_channels(w)
         self.conv1 = nn.Conv2d(4, w, kernel_size=7, stride=2, padding=3)
         self.bn1 = nn.BatchNorm2d(w)
         self.layer1 = resnet_layer(w, w, 1)

@@ -101,9 +101,10 @@ class HIPTrack(nn.Module):
     def upsample(x: torch.Tensor, size: int) -> torch.Tensor:
         return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=True)
 
-    def predict_boxes(self, fused_map: torch.Tensor, tokens: torch.Tensor,
-                      removed: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Box head on the prompt-fused search map (B, C, Gs, Gs); subclasses add heads here."""
+    def predict_boxes(self, fused_map: torch.Tensor, tokens: torch.Tensor, removed: list[torch.Tensor],
+                      search: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Box head on the prompt-fused search map (B, C, Gs, Gs); subclasses add heads here
+        (``search`` is the frame's search crop (B, 3, Hs, Ws))."""
         return self.box_head(fused_map)
 
     def target_mask(self, pred_boxes: torch.Tensor, removed: list[torch.Tensor], size: int) -> torch.Tensor:
@@ -132,14 +133,15 @@ class HIPTrack(nn.Module):
         fmap = self.template_map(tokens)
         return self.key_proj(fmap), self.HIP.encoder(template_image, fmap, mask, stem=stem)
 
-    def _decode(self, tokens: torch.Tensor, removed: list[torch.Tensor], memory_keys: torch.Tensor,
-                memory_values: torch.Tensor, memory_key_norms: torch.Tensor | None = None
+    def _decode(self, search: torch.Tensor, tokens: torch.Tensor, removed: list[torch.Tensor],
+                memory_keys: torch.Tensor, memory_values: torch.Tensor, memory_key_norms: torch.Tensor | None = None
                 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-        """Read memory ((B, N, Ck) keys, (B, N, Cv) values) and predict; returns outputs, search map, key."""
+        """Read memory ((B, N, Ck) keys, (B, N, Cv) values) and predict the frame of search crop ``search``;
+        returns outputs, search map, key."""
         search_map = self.search_map(tokens)
         key = self.key_proj(search_map)
         prompt = read_memory(memory_keys, memory_values, key, self.key_comp(search_map), memory_key_norms)
-        out = self.predict_boxes(self.searchRegionFusion(search_map + prompt), tokens, removed)
+        out = self.predict_boxes(self.searchRegionFusion(search_map + prompt), tokens, removed, search)
         out["removed_indexes_s"] = removed
         out["backbone_feat"] = tokens
         return out, search_map, key
@@ -175,7 +177,7 @@ class HIPTrack(nn.Module):
                 mem_k, mem_v = map(to_tokens, self.template_memory(tokens, template_image, template_mask))
             else:
                 mem_k, mem_v = torch.cat(keys, dim=1), torch.cat(values, dim=1)
-            out, search_map, key = self._decode(tokens, removed, mem_k, mem_v)
+            out, search_map, key = self._decode(x, tokens, removed, mem_k, mem_v)
             outputs.append(out)
             if t < len(search) - 1:  # the last frame's memory would never be read
                 keys.append(to_tokens(key))
@@ -210,7 +212,7 @@ class HIPTrack(nn.Module):
             norms = None
         else:
             mem_k, mem_v, norms = state.memory.tensors()
-        out, search_map, key = self._decode(tokens, removed, mem_k, mem_v, norms)
+        out, search_map, key = self._decode(search, tokens, removed, mem_k, mem_v, norms)
         if self.schedule.writes(index):
             state.memory.write(key, self.frame_value(search, search_map, out, removed))
         return out

@@ -4,7 +4,9 @@ The search-region tokens of the shared backbone are mean-pooled (tokens removed 
 elimination are left out) and classified by a small MLP. Optionally (``fusion``) the hidden
 features are projected to the channel count of the map the box head reads, so they can be added
 to it as a global residual. The projection starts at zero, so a model fine-tuned from HIPTrack
-weights begins with exactly HIPTrack's boxes.
+weights begins with exactly HIPTrack's boxes. Optionally (``stem_dim``) the global average of a
+convolutional feature map of the search crop is concatenated to the pooled tokens; a LayerNorm
+then puts the two on one scale.
 """
 from __future__ import annotations
 
@@ -26,9 +28,14 @@ class ChallengeClassificationHead(nn.Module):
     """Pooled backbone features -> Linear + ReLU + Dropout -> Linear -> challenge logits."""
 
     def __init__(self, in_dim: int, hidden_dim: int = 512, num_classes: int = 10, dropout: float = 0.1,
-                 fusion_dim: int | None = None) -> None:
+                 fusion_dim: int | None = None, stem_dim: int = 0) -> None:
         super().__init__()
-        self.projection = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(inplace=True), nn.Dropout(dropout))
+        if fusion_dim and stem_dim:
+            raise ValueError("fusion and stem features exclude each other: the stem input needs the predicted box")
+        self.stem_dim = stem_dim
+        self.input_norm = nn.LayerNorm(in_dim + stem_dim) if stem_dim else None
+        self.projection = nn.Sequential(nn.Linear(in_dim + stem_dim, hidden_dim), nn.ReLU(inplace=True),
+                                        nn.Dropout(dropout))
         self.classifier = nn.Linear(hidden_dim, num_classes)
         self.fusion = None
         if fusion_dim:
@@ -36,13 +43,22 @@ class ChallengeClassificationHead(nn.Module):
             nn.init.zeros_(self.fusion.weight)
             nn.init.zeros_(self.fusion.bias)
 
-    def features(self, search_tokens: torch.Tensor, removed_indexes: list[torch.Tensor]) -> torch.Tensor:
-        """Hidden features (B, hidden_dim) of the search tokens (B, HW, C)."""
-        return self.projection(pool_kept_tokens(search_tokens, removed_indexes))
+    def features(self, search_tokens: torch.Tensor, removed_indexes: list[torch.Tensor],
+                 stem_map: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden features (B, hidden_dim) of the search tokens (B, HW, C) and, with ``stem_dim``, of the
+        stem feature map (B, stem_dim, H, W)."""
+        pooled = pool_kept_tokens(search_tokens, removed_indexes)
+        if self.stem_dim:
+            if stem_map is None or stem_map.shape[1] != self.stem_dim:
+                raise ValueError(f"this head needs a ({self.stem_dim}-channel) stem map, got "
+                                 f"{None if stem_map is None else tuple(stem_map.shape)}")
+            pooled = self.input_norm(torch.cat([pooled, stem_map.mean(dim=(2, 3))], dim=1))
+        return self.projection(pooled)
 
-    def forward(self, search_tokens: torch.Tensor, removed_indexes: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(self, search_tokens: torch.Tensor, removed_indexes: list[torch.Tensor],
+                stem_map: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """``cls_logits`` (B, K), ``cls_features`` (B, hidden) and, with fusion, ``fusion_features`` (B, C)."""
-        hidden = self.features(search_tokens, removed_indexes)
+        hidden = self.features(search_tokens, removed_indexes, stem_map)
         out = {"cls_logits": self.classifier(hidden), "cls_features": hidden}
         if self.fusion is not None:
             out["fusion_features"] = self.fusion(hidden)
