@@ -52,14 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
 def probe_config(args: argparse.Namespace):
     """The experiment config with the held-out sample count and, if unset, the held-out label folder."""
     path = resolve_experiment_config(args.config, script=args.script)
-    cfg = load_config(path, opts=list(args.opts) + [f"DATA.VAL.SAMPLE_PER_EPOCH={args.held_out_samples}"])
+    opts = list(args.opts) + [f"DATA.VAL.SAMPLE_PER_EPOCH={args.held_out_samples}"]
+    cfg = load_config(path, opts=opts)
     if not cfg.DATA.TRAIN.CLS_ANN_DIR:
         raise FileNotFoundError("DATA.TRAIN.CLS_ANN_DIR is empty: the probe needs challenge labels "
                                 "(--opts DATA.TRAIN.CLS_ANN_DIR=DIR)")
-    if not cfg.DATA.VAL.CLS_ANN_DIR:
-        cfg = load_config(path, opts=list(args.opts) + [f"DATA.VAL.SAMPLE_PER_EPOCH={args.held_out_samples}",
-                                                         f"DATA.VAL.CLS_ANN_DIR={cfg.DATA.TRAIN.CLS_ANN_DIR}"])
-    return cfg
+    if cfg.DATA.VAL.CLS_ANN_DIR:
+        return cfg
+    return load_config(path, opts=opts + [f"DATA.VAL.CLS_ANN_DIR={cfg.DATA.TRAIN.CLS_ANN_DIR}"])
 
 
 def run(args: argparse.Namespace) -> int:

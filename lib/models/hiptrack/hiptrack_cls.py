@@ -44,10 +44,9 @@ class HIPTrackCLS(HIPTrack):
             return super().predict_boxes(fused_map, tokens, removed, search)
         search_tokens = tokens[:, -self.search_grid ** 2:]
         if self.cls_head.stem_dim:  # the stem's mask channel needs this frame's box: head after box head
-            out = super().predict_boxes(fused_map, tokens, removed, search)
-            if want_logits:
-                stem = self.HIP.encoder.stem(search, self.target_mask(out["pred_boxes"], removed, search.shape[-1]))
-                out["cls_logits"] = self.cls_head.classifier(self.cls_head.features(search_tokens, removed, stem))
+            out = super().predict_boxes(fused_map, tokens, removed, search)  # (no fusion here: logits wanted)
+            stem = self.HIP.encoder.stem(search, self.target_mask(out["pred_boxes"], removed, search.shape[-1]))
+            out["cls_logits"] = self.cls_head.classifier(self.cls_head.features(search_tokens, removed, stem))
             return out
         hidden = self.cls_head.features(search_tokens, removed)
         if self.fusion:
