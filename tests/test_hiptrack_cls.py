@@ -125,7 +125,9 @@ def test_stem_features_feed_the_head_and_leave_the_boxes_alone():
     plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("cls_head.")})
     template, search, boxes, mask = inputs(cfg)
     model.train(), plain.train()
+    stem_runs = CallCount(model.HIP.encoder.layer3)
     outs = model(template, search, boxes, mask)
+    assert stem_runs.n == 1 + len(search)  # template + once per frame: memory writes reuse the head's stem
     for x, y in zip(outs, plain(template, search, boxes, mask)):
         assert x["cls_logits"].shape == (2, 10) and torch.equal(x["pred_boxes"], y["pred_boxes"])
     model.zero_grad()

@@ -123,9 +123,12 @@ class HIPTrack(nn.Module):
 
     def frame_value(self, search: torch.Tensor, search_map: torch.Tensor, out: dict,
                     removed: list[torch.Tensor]) -> torch.Tensor:
-        """Memory value (B, Cv, Gs, Gs) of a predicted frame: image + predicted-box mask + features."""
+        """Memory value (B, Cv, Gs, Gs) of a predicted frame: image + predicted-box mask + features.
+
+        Reuses ``out["search_stem"]`` when the frame's encoder stem already ran on this mask (HIPTrack-CLS
+        with stem features)."""
         mask = self.target_mask(out["pred_boxes"], removed, search.shape[-1])
-        return self.HIP.encoder(search, search_map, mask)
+        return self.HIP.encoder(search, search_map, mask, stem=out.get("search_stem"))
 
     def template_memory(self, tokens: torch.Tensor, template_image: torch.Tensor, mask: torch.Tensor | None,
                         stem: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -46,6 +46,7 @@ class HIPTrackCLS(HIPTrack):
         if self.cls_head.stem_dim:  # the stem's mask channel needs this frame's box: head after box head
             out = super().predict_boxes(fused_map, tokens, removed, search)  # (no fusion here: logits wanted)
             stem = self.HIP.encoder.stem(search, self.target_mask(out["pred_boxes"], removed, search.shape[-1]))
+            out["search_stem"] = stem  # frame_value reuses it when this frame is written to memory
             out["cls_logits"] = self.cls_head.classifier(self.cls_head.features(search_tokens, removed, stem))
             return out
         hidden = self.cls_head.features(search_tokens, removed)
