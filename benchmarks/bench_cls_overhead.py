@@ -18,7 +18,7 @@ import torch
 from lib.config.hiptrack import load_config, resolve_experiment_config
 from lib.models.hiptrack.hiptrack import build_hiptrack
 from lib.models.hiptrack.hiptrack_cls import build_hiptrack_cls
-from lib.test.tracker.hiptrack import template_ce_mask
+from lib.models.hiptrack.vit_ce import template_ce_mask
 from lib.train.trainable import set_trainable
 from lib.utils.cls_loss import build_cls_loss
 

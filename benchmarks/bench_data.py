@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from lib.config.hiptrack import load_config, resolve_experiment_config
-from lib.train.data.image_loader import image_backend, read_image
+from lib.dataset.image_loader import image_backend, read_image
 from lib.train.data.processing import TrackingProcessing
 from lib.train.data.sampler import TrackingSampler
-from lib.train.dataset.got10k import GOT10k
+from lib.dataset.got10k import GOT10k
 
 
 def write_split(split_dir: Path, sequences: int, frames: int, width: int = 640, height: int = 480) -> None:

@@ -24,7 +24,7 @@ import torch
 
 from lib.config.hiptrack import load_config, resolve_experiment_config
 from lib.models.hiptrack.hiptrack import build_hiptrack
-from lib.test.tracker.hiptrack import template_ce_mask
+from lib.models.hiptrack.vit_ce import template_ce_mask
 from lib.utils.box_ops import box_cxcywh_to_xyxy
 from torchvision.ops import box_iou
 

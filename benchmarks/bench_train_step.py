@@ -31,7 +31,8 @@ from lib.config.hiptrack import load_config, resolve_experiment_config
 from lib.models import build_model
 from lib.train.actors.hiptrack_cls import HIPTrackActor
 from lib.train.trainable import stage_first_epoch, training_stage
-from lib.train.trainer import RunPaths, Trainer, cpu_has_fast_bf16
+from lib.train.trainer import Trainer, cpu_has_fast_bf16
+from lib.utils.runs import RunPaths
 
 TARGET_FP32, TARGET_AMP = 0.95, 0.5
 REGIME_OPTS = {"frozen": ["TRAIN.TWO_STAGE=False", "TRAIN.FREEZE_BACKBONE=True"], "config": []}

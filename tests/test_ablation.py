@@ -22,8 +22,8 @@ from lib.pipeline.ablation import AblationSettings, VariantResult
 from lib.synthetic import generate_dataset
 from lib.test.analysis import evaluate_results
 from lib.test.evaluation.results import results_dir, sequence_files, write_boxes, write_challenges
-from lib.train.dataset.paths import DatasetPaths
-from lib.train.dataset.registry import build_dataset
+from lib.dataset.paths import DatasetPaths
+from lib.dataset.registry import build_dataset
 from lib.utils.cls_loss import CLASS_NAMES, IGNORE_INDEX
 
 REPO = Path(__file__).resolve().parents[1]

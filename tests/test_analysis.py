@@ -15,8 +15,8 @@ from lib.synthetic import generate_dataset
 from lib.test.analysis import metrics
 from lib.test.analysis.evaluate import MissingResultsError, evaluate_results
 from lib.test.evaluation.results import results_dir, sequence_files, write_boxes, write_times
-from lib.train.dataset.paths import DatasetPaths
-from lib.train.dataset.registry import build_dataset
+from lib.dataset.paths import DatasetPaths
+from lib.dataset.registry import build_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "tracking" / "analysis_results.py"

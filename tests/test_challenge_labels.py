@@ -1,4 +1,4 @@
-"""Per-frame challenge labels (lib/train/dataset/challenge_labels.py) and their checking CLI."""
+"""Per-frame challenge labels (lib/dataset/challenge_labels.py) and their checking CLI."""
 from __future__ import annotations
 
 import json
@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from conftest import load_script
-from lib.train.dataset.base import IGNORE_LABEL
-from lib.train.dataset.challenge_labels import (
+from lib.dataset.base import IGNORE_LABEL
+from lib.dataset.challenge_labels import (
     CHALLENGE_CLASSES,
     CV_FLAGS,
     NORMAL,
@@ -258,7 +258,7 @@ def test_unmatched_and_duplicate_records_are_counted(tmp_path, caplog):
     write_seq(tmp_path, "s", [rec(1, vlm=("occlusion",)), rec(2), rec(7), rec(1, cv=("low_res",)),
                               rec(None, vlm=("motion_blur",), frame_file="00000002.jpg"), rec(12)])
     store = ChallengeLabelStore(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="lib.train.dataset.challenge_labels"):
+    with caplog.at_level(logging.WARNING, logger="lib.dataset.challenge_labels"):
         result = store.for_sequence("s", 3, ["00000001.jpg", "00000002.jpg", "00000003.jpg"])
     assert result.labels.tolist() == [6, 3, IGNORE_LABEL]  # the later line wins
     assert (result.unmatched, result.duplicates) == (2, 2)
@@ -286,7 +286,7 @@ def test_malformed_lines_are_reported_with_line_numbers_and_good_lines_load(tmp_
 
 def test_malformed_lines_are_logged_up_to_a_cap(tmp_path, caplog):
     write_seq(tmp_path, "s", ["[]"] * 8 + [rec(1)])
-    with caplog.at_level(logging.WARNING, logger="lib.train.dataset.challenge_labels"):
+    with caplog.at_level(logging.WARNING, logger="lib.dataset.challenge_labels"):
         ChallengeLabelStore(tmp_path).for_sequence("s", 1)
     per_line = [r for r in caplog.records if "skipped malformed line" in r.getMessage()]
     assert len(per_line) == 5
@@ -377,7 +377,7 @@ def test_cache_is_bounded_and_problems_are_logged_once(tmp_path, caplog):
     for seq in ("a", "b", "c"):
         write_seq(tmp_path, seq, [rec(1), rec(1), "[]"])
     store = ChallengeLabelStore(tmp_path, cache_size=2)
-    with caplog.at_level(logging.WARNING, logger="lib.train.dataset.challenge_labels"):
+    with caplog.at_level(logging.WARNING, logger="lib.dataset.challenge_labels"):
         first = store.for_sequence("a", 1)
         for seq in ("b", "c", "a", "b"):
             store.for_sequence(seq, 1)
@@ -515,5 +515,5 @@ def test_cli_runs_from_any_directory_with_the_same_labels_in_another_process(tmp
 
 def test_default_label_seed_is_the_default_training_seed():
     from lib.config.hiptrack import get_default_config
-    from lib.train.dataset.challenge_labels import DEFAULT_LABEL_SEED
+    from lib.dataset.challenge_labels import DEFAULT_LABEL_SEED
     assert DEFAULT_LABEL_SEED == get_default_config().TRAIN.SEED

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from lib.train.data.image_loader import ImageReadError, read_image
-from lib.train.dataset.base import IGNORE_LABEL, SequenceDataset
-from lib.train.dataset.challenge_labels import SequenceLabels
-from lib.train.dataset.got10k import GOT10k
-from lib.train.dataset.lasot import LaSOT
-from lib.train.dataset.paths import (
+from lib.dataset.image_loader import ImageReadError, read_image
+from lib.dataset.base import IGNORE_LABEL, SequenceDataset
+from lib.dataset.challenge_labels import SequenceLabels
+from lib.dataset.got10k import GOT10k
+from lib.dataset.lasot import LaSOT
+from lib.dataset.paths import (
     DATA_DIR_ENV,
     DATASET_KINDS,
     ENV_VARS,
@@ -22,8 +22,8 @@ from lib.train.dataset.paths import (
     DatasetPaths,
     DatasetRootError,
 )
-from lib.train.dataset.registry import DATASET_TABLE, build_dataset, build_datasets, dataset_names
-from lib.train.dataset.trackingnet import TrackingNet
+from lib.dataset.registry import DATASET_TABLE, build_dataset, build_datasets, dataset_names
+from lib.dataset.trackingnet import TrackingNet
 
 RED_RGB = (200, 30, 30)
 

@@ -14,7 +14,8 @@ from lib.models.hiptrack.hiptrack import HIPTrack, build_hiptrack
 from lib.models.hiptrack.hiptrack_cls import HIPTrackCLS, build_hiptrack_cls
 from lib.utils.checkpoint import CheckpointError
 from lib.models.layers.cls_head import pool_kept_tokens
-from lib.test.tracker.hiptrack import ctr_point_mask, load_network
+from lib.models.hiptrack.vit_ce import ctr_point_mask
+from lib.test.tracker.hiptrack import load_network
 from lib.train.trainable import enter_train_mode, set_trainable, stage_learning_rate, trainable_summary, \
     training_stage
 from lib.utils.checkpoint import save_checkpoint

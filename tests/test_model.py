@@ -15,7 +15,7 @@ from lib.models.hip.historical_prompt import MemoryBank, read_memory
 from lib.models.hiptrack.hiptrack import MemorySchedule, build_hiptrack
 from lib.models.hiptrack.vit_ce import build_vit_ce
 from lib.models.layers.attn_blocks import eliminate_candidates, template_to_search_attention
-from lib.test.tracker.hiptrack import ctr_point_mask
+from lib.models.hiptrack.vit_ce import ctr_point_mask
 
 
 def tiny_inputs(cfg, batch=2, frames=5, seed=0):

@@ -13,7 +13,7 @@ from lib.config.hiptrack import load_config, resolve_experiment_config
 from lib.train.data.loader import build_train_loader, set_epoch
 from lib.train.data.processing import TrackingProcessing
 from lib.train.data.sampler import TrackingSampler
-from lib.train.dataset.base import SequenceDataset, SequenceInfo
+from lib.dataset.base import SequenceDataset, SequenceInfo
 
 IMAGE_SIZE = 48
 TARGET = 12          # side of the square target in pixels

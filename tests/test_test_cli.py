@@ -16,7 +16,7 @@ from lib.models import build_model
 from lib.synthetic import generate_dataset
 from lib.test.evaluation.results import read_challenges, read_result_boxes, results_dir, sequence_files
 from lib.test.tracker import TRACKERS, HIPTrackCLSTracker
-from lib.train.dataset.got10k import read_boxes
+from lib.dataset.got10k import read_boxes
 from lib.utils.checkpoint import save_checkpoint
 
 TEST_PY = Path(__file__).resolve().parents[1] / "tracking" / "test.py"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from lib.pipeline.ablation import INPUT_ERRORS, VARIANTS, AblationSettings, exit_code_of, report_lines, run_ablation
 from lib.test.evaluation.results import TEST_DATASETS
-from lib.train.dataset.paths import add_path_arguments
+from lib.dataset.paths import add_path_arguments
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,8 +23,8 @@ from pathlib import Path
 from lib.test.analysis import evaluate_results, format_comparison, plot_per_challenge, plot_success
 from lib.test.analysis.evaluate import SERVER_HINTS
 from lib.test.evaluation.results import TEST_DATASETS, results_dir, test_dataset
-from lib.train.dataset.paths import DatasetPaths, add_path_arguments
-from lib.train.dataset.registry import build_dataset
+from lib.dataset.paths import DatasetPaths, add_path_arguments
+from lib.dataset.registry import build_dataset
 
 logger = logging.getLogger("analysis_results")
 

@@ -16,15 +16,15 @@ import json
 import logging
 import sys
 
-import torch
 
 from lib.config.hiptrack import load_config, resolve_experiment_config
 from lib.pipeline.label_probe import format_score, train_probe, verdict
-from lib.test.evaluation.results import atomic_write_text
+from lib.utils.atomic import atomic_write_text
 from lib.train.data.loader import build_train_loader
-from lib.train.dataset.paths import DatasetPaths, add_path_arguments
-from lib.train.dataset.registry import build_datasets
-from lib.train.run import USER_ERRORS, resolve_device, seed_everything
+from lib.dataset.paths import DatasetPaths, add_path_arguments
+from lib.dataset.registry import build_datasets
+from lib.train.run import USER_ERRORS
+from lib.utils.runtime import resolve_device, seed_everything
 from lib.utils.cls_loss import CLASS_NAMES
 
 logger = logging.getLogger("lib.probe")

@@ -24,7 +24,7 @@ import torch
 
 from lib.pipeline.ablation import INPUT_ERRORS, AblationSettings, exit_code_of, report_lines, run_ablation
 from lib.synthetic import generate_dataset
-from lib.test.evaluation.results import atomic_write_text
+from lib.utils.atomic import atomic_write_text
 
 logger = logging.getLogger("quickstart")
 

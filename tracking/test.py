@@ -22,10 +22,10 @@ from lib.config.hiptrack import load_config, resolve_experiment_config
 from lib.test.evaluation.results import TEST_DATASETS, results_dir
 from lib.test.evaluation.runner import RunSettings, run_dataset
 from lib.test.tracker import TRACKERS
-from lib.train.dataset.paths import DatasetPaths, add_path_arguments
-from lib.train.dataset.registry import build_dataset
-from lib.train.run import git_hash, resolve_device
-from lib.train.trainer import RunPaths
+from lib.dataset.paths import DatasetPaths, add_path_arguments
+from lib.dataset.registry import build_dataset
+from lib.utils.runtime import git_hash, resolve_device
+from lib.utils.runs import RunPaths
 
 logger = logging.getLogger("tracking.test")
 

@@ -18,7 +18,7 @@ import logging
 import sys
 from pathlib import Path
 
-from lib.train.dataset.challenge_labels import CHALLENGE_CLASSES, DEFAULT_LABEL_SEED, ChallengeLabelStore, SequenceLabels
+from lib.dataset.challenge_labels import CHALLENGE_CLASSES, DEFAULT_LABEL_SEED, ChallengeLabelStore, SequenceLabels
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 

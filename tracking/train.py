@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from lib.train.dataset.paths import add_path_arguments
+from lib.dataset.paths import add_path_arguments
 from lib.train.run import launch_distributed, run_training
 
 LAUNCHER_ONLY = ("--nproc_per_node", "--nnodes", "--node_rank", "--master_addr", "--master_port")

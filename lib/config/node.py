@@ -14,13 +14,14 @@ import copy
 import difflib
 import logging
 import os
-import uuid
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
 import yaml
+
+from lib.utils.atomic import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -222,21 +223,7 @@ class CfgNode(Mapping):
 
     def dump_yaml(self, path: str | os.PathLike) -> Path:
         """Write :meth:`to_dict` as YAML atomically (temporary file, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False)
-        # A plain open() (not mkstemp) so the file gets the usual umask permissions, not 0600.
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            with open(tmp, "x", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False))
 
     def __deepcopy__(self, memo: dict) -> CfgNode:
         twin = CfgNode.__new__(CfgNode)

@@ -41,11 +41,13 @@ from lib.config.hiptrack import config_from_dict, load_config, resolve_experimen
 from lib.config.node import CfgNode
 from lib.test.analysis import evaluate_results, plot_per_challenge, plot_success
 from lib.test.analysis.report import format_table
-from lib.test.evaluation.results import atomic_write_text, read_challenges, results_dir, sequence_files, test_dataset
-from lib.train.dataset.base import SequenceDataset
-from lib.train.dataset.paths import DatasetPaths, add_path_arguments
-from lib.train.dataset.registry import build_dataset
-from lib.train.trainer import RunPaths, config_differences, epoch_checkpoints
+from lib.test.evaluation.results import read_challenges, results_dir, sequence_files, test_dataset
+from lib.utils.atomic import atomic_write_text
+from lib.dataset.base import SequenceDataset
+from lib.dataset.paths import DatasetPaths, add_path_arguments
+from lib.dataset.registry import build_dataset
+from lib.train.trainer import config_differences
+from lib.utils.runs import RunPaths, epoch_checkpoints
 from lib.utils.cls_loss import CLASS_NAMES, IGNORE_INDEX
 
 logger = logging.getLogger(__name__)

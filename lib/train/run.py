@@ -11,24 +11,21 @@ import contextlib
 import logging
 import os
 import platform
-import random
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
 from lib.config.hiptrack import load_config, resolve_experiment_config
 from lib.config.node import ConfigError
-from lib.train.dataset.paths import DatasetRootError
+from lib.dataset.paths import DatasetRootError
 from lib.utils.checkpoint import CheckpointError
+from lib.utils.runtime import git_hash, resolve_device, seed_everything
 
 logger = logging.getLogger("lib.train")
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # errors in what the user gave (config name or key, dataset paths, checkpoint file): one clear
 # message, no traceback, exit code 2
@@ -68,37 +65,6 @@ def training_logging(rank: int, level: str = "INFO") -> Iterator[Callable[[Path]
         root.setLevel(saved_level)
 
 
-def git_hash() -> str:
-    """Short commit hash of the source tree, or ``unknown``."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                             text=True, timeout=5)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, NumPy and torch."""
-    random.seed(seed)
-    np.random.seed(seed % 2 ** 32)
-    torch.manual_seed(seed)
-
-
-def resolve_device(name: str | None, local_rank: int) -> torch.device:
-    """``--device`` or the best available; under torchrun on GPUs each process takes its local rank's GPU."""
-    if name is None:
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("--device cuda was asked for but CUDA is not available; use --device cpu")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    return device
-
-
 def init_distributed(device: torch.device):
     """Join the process group torchrun prepared (NCCL on GPU, gloo on CPU); returns DistInfo."""
     from lib.train.trainer import DistInfo
@@ -127,9 +93,10 @@ def _train(args: argparse.Namespace, add_log_file: Callable[[Path], None]) -> in
     from lib.models import build_model
     from lib.train.actors.hiptrack_cls import HIPTrackActor
     from lib.train.data.loader import build_train_loader, set_epoch
-    from lib.train.dataset.paths import DatasetPaths
-    from lib.train.dataset.registry import build_datasets
-    from lib.train.trainer import RunPaths, Trainer
+    from lib.dataset.paths import DatasetPaths
+    from lib.dataset.registry import build_datasets
+    from lib.train.trainer import Trainer
+    from lib.utils.runs import RunPaths
 
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     config_path = resolve_experiment_config(args.config, script=args.script)

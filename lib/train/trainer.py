@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-import re
 import sys
 import time
 from dataclasses import dataclass
@@ -27,41 +26,10 @@ from lib.train.trainable import enter_train_mode, set_trainable, stage_first_epo
     trainable_names, trainable_summary, training_stage
 from lib.train.metrics import EpochMetrics
 from lib.utils.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from lib.utils.runs import RunPaths, epoch_checkpoints
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_PATTERN = re.compile(r"HIPTrack_ep(\d{4,})\.pth\.tar$")
-
-
-@dataclass(frozen=True)
-class RunPaths:
-    """Where a run writes, OSTrack's layout: checkpoints/, logs/, tensorboard/ under save_dir."""
-    save_dir: Path
-    config_name: str
-    script: str = "hiptrack"
-
-    @property
-    def checkpoint_dir(self) -> Path:
-        return self.save_dir / "checkpoints" / "train" / self.script / self.config_name
-
-    @property
-    def log_file(self) -> Path:
-        return self.save_dir / "logs" / f"{self.script}-{self.config_name}.log"
-
-    @property
-    def tensorboard_dir(self) -> Path:
-        return self.save_dir / "tensorboard" / "train" / self.script / self.config_name
-
-    def checkpoint(self, epoch: int) -> Path:
-        return self.checkpoint_dir / f"HIPTrack_ep{epoch:04d}.pth.tar"
-
-
-def epoch_checkpoints(directory: Path) -> list[tuple[int, Path]]:
-    """(epoch, path) of the epoch checkpoints in ``directory``, oldest first."""
-    if not directory.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := CHECKPOINT_PATTERN.match(p.name))]
-    return sorted(found)
 
 
 @dataclass(frozen=True)

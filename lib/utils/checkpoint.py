@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from lib.utils.atomic import atomic_target
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +43,8 @@ def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
     ``CheckpointError`` names the offending classes and ``path`` is left untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        with open(tmp, "xb") as f:  # honours the umask, unlike mkstemp's 0600
+    with atomic_target(path) as tmp:
+        with open(tmp, "xb") as f:
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
@@ -54,26 +53,7 @@ def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
             raise CheckpointError(f"not writing {path}: the payload pickles {', '.join(sorted(unsafe))}, which "
                                   "torch.load(weights_only=True) refuses; store plain data (dicts, lists, "
                                   "numbers, strings, tensors) instead")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
     return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (best effort; not possible on every platform)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _placeholder(module: str, qualname: str) -> type:

@@ -151,3 +151,17 @@ def build_vit_ce(name: str, template_size: int, search_size: int, ce_loc=(), ce_
         raise ValueError(f"unknown backbone {name!r}; registered: {sorted(VIT_SPECS)}")
     return VisionTransformerCE(VIT_SPECS[name], template_size, search_size, ce_loc, ce_keep_ratio, drop_path_rate)
 
+
+# -- template masks for candidate elimination -------------------------------------------
+def ctr_point_mask(grid: int, batch: int = 1, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(B, grid*grid) bool selecting the template's centre token for candidate elimination."""
+    mask = torch.zeros(batch, grid, grid, dtype=torch.bool, device=device)
+    mask[:, (grid - 1) // 2, (grid - 1) // 2] = True
+    return mask.flatten(1)
+
+
+def template_ce_mask(cfg, grid: int, batch: int = 1, device: torch.device | str = "cpu") -> torch.Tensor | None:
+    """The CE template mask for ``MODEL.BACKBONE.CE_TEMPLATE_RANGE`` (None = every template token)."""
+    if cfg.MODEL.BACKBONE.CE_TEMPLATE_RANGE == "CTR_POINT":
+        return ctr_point_mask(grid, batch, device)
+    return None

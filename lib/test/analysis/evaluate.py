@@ -2,7 +2,7 @@
 given as a dataset object) or :func:`evaluate_tracker` (a test-dataset name such as ``got10k_val``).
 
 Result files are read in the layout of :mod:`lib.test.evaluation.results`; ground truth comes
-from a :class:`~lib.train.dataset.base.SequenceDataset`. The GOT-10k numbers follow the official
+from a :class:`~lib.dataset.base.SequenceDataset`. The GOT-10k numbers follow the official
 toolkit exactly (see :mod:`lib.test.analysis.metrics`), including its handling of repeated runs:
 every ``<seq>_NNN.txt`` repetition of a ``got10k``-format folder is scored and pooled. The
 LaSOT-style curves of a sequence are the mean over its repetitions.
@@ -26,9 +26,9 @@ from lib.test.analysis import metrics
 from lib.test.evaluation.results import (
     read_result_boxes, read_result_times, repetition_box_files, sequence_files, test_dataset,
 )
-from lib.train.dataset.base import SequenceDataset, SequenceInfo
-from lib.train.dataset.paths import DatasetPaths
-from lib.train.dataset.registry import build_dataset
+from lib.dataset.base import SequenceDataset, SequenceInfo
+from lib.dataset.paths import DatasetPaths
+from lib.dataset.registry import build_dataset
 from lib.utils.cls_loss import CLASS_NAMES
 
 logger = logging.getLogger(__name__)

@@ -17,9 +17,7 @@ resumed test run can skip its sequence.
 """
 from __future__ import annotations
 
-import os
 import re
-import uuid
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,11 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
+from lib.utils.atomic import atomic_target, atomic_write_text
+
 
 @dataclass(frozen=True)
 class TestDataset:
     """A ``--dataset`` name of ``tracking/test.py``."""
-    registry_name: str   # name in lib.train.dataset.registry.DATASET_TABLE
+    registry_name: str   # name in lib.dataset.registry.DATASET_TABLE
     result_format: str   # "got10k" or "otb"
     has_ground_truth: bool = True  # False: only the first box is public (evaluation server)
 
@@ -80,23 +80,6 @@ def sequence_files(directory: str | Path, sequence: str, result_format: str) -> 
         return SequenceResultFiles(directory / f"{sequence}.txt", directory / f"{sequence}_time.txt",
                                    directory / f"{sequence}_cls.txt")
     raise ValueError(f"unknown result format {result_format!r} (expected got10k or otb)")
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def format_rows(rows: np.ndarray, fmt: str = "%.4f") -> str:
@@ -228,15 +211,8 @@ def write_got10k_zip(directory: str | Path, sequences: Sequence[str], path: str 
     if missing:
         raise FileNotFoundError(f"not writing {path}: {len(missing)} sequences have no results in {directory} "
                                 f"(first: {', '.join(missing[:5])})")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        with zipfile.ZipFile(tmp, "x", compression=zipfile.ZIP_DEFLATED) as archive:
-            for seq, f in zip(sequences, files):
-                archive.write(f.boxes, f"{seq}/{f.boxes.name}")
-                archive.write(f.times, f"{seq}/{f.times.name}")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_target(path) as tmp, zipfile.ZipFile(tmp, "x", compression=zipfile.ZIP_DEFLATED) as archive:
+        for seq, f in zip(sequences, files):
+            archive.write(f.boxes, f"{seq}/{f.boxes.name}")
+            archive.write(f.times, f"{seq}/{f.times.name}")
     return path

@@ -30,8 +30,8 @@ from lib.test.evaluation.results import (SequenceResultFiles, got10k_zip_path, s
                                          write_challenges, write_got10k_zip, write_times)
 from lib.test.tracker import TRACKERS
 from lib.test.tracker.hiptrack import HIPTrackTracker
-from lib.train.data.image_loader import read_image
-from lib.train.dataset.base import SequenceDataset
+from lib.dataset.image_loader import read_image
+from lib.dataset.base import SequenceDataset
 
 logger = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ import torch
 from lib.models import build_model
 from lib.models.hiptrack.hiptrack import HIPTrack, TrackingState
 from lib.utils.checkpoint import CheckpointError, extract_state_dict, read_checkpoint
+from lib.models.hiptrack.vit_ce import template_ce_mask
 from lib.utils.crop import box_to_crop, clip_box, sample_target
 
 BOX_MARGIN = 10  # pixels of the box kept inside the image, as the original tracker
@@ -31,20 +32,6 @@ def hann2d(size: int) -> torch.Tensor:
     """(1, 1, size, size) separable cosine window."""
     w = hann1d(size)
     return w.view(1, 1, -1, 1) * w.view(1, 1, 1, -1)
-
-
-def ctr_point_mask(grid: int, batch: int = 1, device: torch.device | str = "cpu") -> torch.Tensor:
-    """(B, grid*grid) bool selecting the template's centre token for candidate elimination."""
-    mask = torch.zeros(batch, grid, grid, dtype=torch.bool, device=device)
-    mask[:, (grid - 1) // 2, (grid - 1) // 2] = True
-    return mask.flatten(1)
-
-
-def template_ce_mask(cfg, grid: int, batch: int = 1, device: torch.device | str = "cpu") -> torch.Tensor | None:
-    """The CE template mask for ``MODEL.BACKBONE.CE_TEMPLATE_RANGE`` (None = every template token)."""
-    if cfg.MODEL.BACKBONE.CE_TEMPLATE_RANGE == "CTR_POINT":
-        return ctr_point_mask(grid, batch, device)
-    return None
 
 
 def load_network(cfg, checkpoint: str | Path, device: torch.device | str = "cpu") -> HIPTrack:

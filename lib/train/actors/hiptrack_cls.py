@@ -14,7 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from lib.test.tracker.hiptrack import template_ce_mask
+from lib.models.hiptrack.vit_ce import template_ce_mask
 from lib.utils.box_ops import box_cxcywh_to_xyxy, box_xywh_to_xyxy
 from lib.utils.cls_loss import build_cls_loss, classification_accuracy, confusion_matrix
 from lib.utils.heatmap import gaussian_heatmaps

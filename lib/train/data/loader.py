@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sequ
 
 from lib.train.data.processing import TrackingProcessing
 from lib.train.data.sampler import TrackingSampler
-from lib.train.dataset.base import SequenceDataset
+from lib.dataset.base import SequenceDataset
 
 __all__ = ["EpochRandomSampler", "build_train_loader", "set_epoch"]
 

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import torch
 
-from lib.train.dataset.base import IGNORE_LABEL
+from lib.dataset.base import IGNORE_LABEL
 from lib.utils.crop import box_to_crop, sample_target
 
 __all__ = ["CropSettings", "TrackingProcessing"]

@@ -30,16 +30,16 @@ Any other exception propagates: it is a bug or a broken dataset, not bad luck.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.utils.data
 
-from lib.train.data.image_loader import ImageReadError, read_image
+from lib.dataset.image_loader import ImageReadError, read_image
 from lib.train.data.processing import TrackingProcessing
-from lib.train.dataset.base import SequenceDataset, SequenceInfo
+from lib.dataset.base import SequenceDataset, SequenceInfo
 
 __all__ = ["Clip", "TrackingSampler"]
 

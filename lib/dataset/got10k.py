@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lib.train.dataset.base import SequenceDataset, SequenceInfo
-from lib.train.dataset.challenge_labels import ChallengeLabelStore, unlabeled
+from lib.dataset.base import SequenceDataset, SequenceInfo
+from lib.dataset.challenge_labels import ChallengeLabelStore, unlabeled
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 DEFAULT_CACHE_SIZE = 2048  # SequenceInfo objects kept per dataset (and per data-loader worker)

@@ -14,12 +14,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from lib.train.dataset.base import SequenceDataset
-from lib.train.dataset.challenge_labels import DEFAULT_LABEL_SEED, ChallengeLabelStore
-from lib.train.dataset.got10k import MAX_LISTED_NAMES, FolderSequenceDataset, GOT10k, read_name_list
-from lib.train.dataset.lasot import LaSOT
-from lib.train.dataset.paths import DatasetPaths
-from lib.train.dataset.trackingnet import TrackingNet
+from lib.dataset.base import SequenceDataset
+from lib.dataset.challenge_labels import DEFAULT_LABEL_SEED, ChallengeLabelStore
+from lib.dataset.got10k import MAX_LISTED_NAMES, FolderSequenceDataset, GOT10k, read_name_list
+from lib.dataset.lasot import LaSOT
+from lib.dataset.paths import DatasetPaths
+from lib.dataset.trackingnet import TrackingNet
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from lib.train.dataset.challenge_labels import ChallengeLabelStore
-from lib.train.dataset.got10k import DEFAULT_CACHE_SIZE, Annotations, FolderSequenceDataset, boxes_for_frames
+from lib.dataset.challenge_labels import ChallengeLabelStore
+from lib.dataset.got10k import DEFAULT_CACHE_SIZE, Annotations, FolderSequenceDataset, boxes_for_frames
 
 SPLITS = ("train", "test")
 TEST_CHUNK = "TEST"

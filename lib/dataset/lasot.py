@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lib.train.dataset.challenge_labels import ChallengeLabelStore
-from lib.train.dataset.got10k import (
+from lib.dataset.challenge_labels import ChallengeLabelStore
+from lib.dataset.got10k import (
     DEFAULT_CACHE_SIZE,
     Annotations,
     FolderSequenceDataset,

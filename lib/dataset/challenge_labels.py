@@ -20,7 +20,7 @@ The single-label target of a frame (class ids of :data:`CHALLENGE_CLASSES`):
 3. else :data:`NORMAL`.
 
 Frames without a record, and every frame of a sequence without a (readable) file, get
-:data:`~lib.train.dataset.base.IGNORE_LABEL` (-100): never a silent Normal. Malformed lines are
+:data:`~lib.dataset.base.IGNORE_LABEL` (-100): never a silent Normal. Malformed lines are
 skipped, counted and reported with file and 1-based line number; the good lines still load.
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lib.train.dataset.base import IGNORE_LABEL
+from lib.dataset.base import IGNORE_LABEL
 from lib.utils.cls_loss import CLASS_NAMES
 
 logger = logging.getLogger(__name__)
