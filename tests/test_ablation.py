@@ -24,7 +24,7 @@ from lib.test.analysis import evaluate_results
 from lib.test.evaluation.results import results_dir, sequence_files, write_boxes, write_challenges
 from lib.dataset.paths import DatasetPaths
 from lib.dataset.registry import build_dataset
-from lib.utils.cls_loss import CLASS_NAMES, IGNORE_INDEX
+from lib.challenges import CLASS_NAMES, IGNORE_INDEX
 
 REPO = Path(__file__).resolve().parents[1]
 ABLATION_PY = REPO / "tracking" / "ablation.py"

@@ -160,7 +160,7 @@ def test_per_challenge_table_counts_labelled_scored_frames(synthetic, tmp_path):
 
 
 def metrics_class_names() -> tuple[str, ...]:
-    from lib.utils.cls_loss import CLASS_NAMES
+    from lib.challenges import CLASS_NAMES
     return CLASS_NAMES
 
 

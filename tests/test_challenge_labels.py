@@ -13,19 +13,14 @@ import pytest
 import torch
 
 from conftest import load_script
-from lib.dataset.base import IGNORE_LABEL
+from lib.challenges import CLASS_NAMES, CV_FLAGS, IGNORE_INDEX, NORMAL, VLM_PRIORITY
 from lib.dataset.challenge_labels import (
-    CHALLENGE_CLASSES,
-    CV_FLAGS,
-    NORMAL,
-    VLM_PRIORITY,
     ChallengeLabelStore,
     label_from_record,
     multi_hot_from_record,
     unlabeled,
     validate_record,
 )
-from lib.utils.cls_loss import CLASS_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = REPO / "tracking" / "test_cls_annotations.py"
@@ -65,8 +60,8 @@ def label(vlm: tuple[str, ...] = (), cv: tuple[str, ...] = (), frame_id: int = 1
 # ----------------------------------------------------------------------------- label logic
 
 
-def test_class_tables_match_the_loss():
-    assert CHALLENGE_CLASSES == CLASS_NAMES and CHALLENGE_CLASSES[NORMAL] == "Normal"
+def test_class_tables():
+    assert CLASS_NAMES[NORMAL] == "Normal"
     assert [k for k, _ in VLM_PRIORITY] == ["occlusion", "motion_blur", "illu_change", "partial_visibility",
                                             "variance_appear", "background_clutter"]
     assert VLM_CLASS == {"occlusion": 0, "illu_change": 1, "motion_blur": 3, "variance_appear": 4,
@@ -214,7 +209,7 @@ def test_store_labels_by_frame_id_and_leaves_frames_without_record_unlabeled(tmp
     result = ChallengeLabelStore(tmp_path).for_sequence("1-Ship", 5)
     assert result.found and result.error is None
     assert result.labels.dtype == torch.long and result.multi_hot.dtype == torch.float32
-    assert result.labels.tolist() == [6, NORMAL, 0, IGNORE_LABEL, IGNORE_LABEL]
+    assert result.labels.tolist() == [6, NORMAL, 0, IGNORE_INDEX, IGNORE_INDEX]
     assert result.multi_hot.shape == (5, 10)
     assert result.multi_hot[3:].abs().sum() == 0
     assert result.multi_hot[:3].argmax(dim=1).tolist() == [6, NORMAL, 0]
@@ -225,10 +220,10 @@ def test_missing_file_gives_all_ignore_and_found_false(tmp_path):
     write_seq(tmp_path, "1-Ship", [rec(1)])
     result = ChallengeLabelStore(tmp_path).for_sequence("2-Boat", 4)
     assert not result.found and result.error is None
-    assert result.labels.tolist() == [IGNORE_LABEL] * 4
+    assert result.labels.tolist() == [IGNORE_INDEX] * 4
     assert result.multi_hot.shape == (4, 10) and result.multi_hot.abs().sum() == 0
     empty = unlabeled(3)
-    assert empty.labels.tolist() == [IGNORE_LABEL] * 3 and not empty.found and empty.multi_hot.sum() == 0
+    assert empty.labels.tolist() == [IGNORE_INDEX] * 3 and not empty.found and empty.multi_hot.sum() == 0
 
 
 def test_matching_by_frame_file(tmp_path):
@@ -238,10 +233,10 @@ def test_matching_by_frame_file(tmp_path):
     store = ChallengeLabelStore(tmp_path)
     frames = ["00000001.jpg", "00000002.jpg", "00000003.jpg"]
     result = store.for_sequence("s", 3, frames)
-    assert result.labels.tolist() == [IGNORE_LABEL, 1, NORMAL]
+    assert result.labels.tolist() == [IGNORE_INDEX, 1, NORMAL]
     assert result.unmatched == 1
     # full paths are compared by base name
-    assert store.for_sequence("s", 3, [f"/data/s/{f}" for f in frames]).labels.tolist() == [IGNORE_LABEL, 1, NORMAL]
+    assert store.for_sequence("s", 3, [f"/data/s/{f}" for f in frames]).labels.tolist() == [IGNORE_INDEX, 1, NORMAL]
     # without frame names a record with only a frame_file matches nothing
     assert store.for_sequence("s", 3).unmatched == 3
     with pytest.raises(ValueError, match="2 frame files"):
@@ -251,7 +246,7 @@ def test_matching_by_frame_file(tmp_path):
 def test_frame_id_wins_over_frame_file(tmp_path):
     write_seq(tmp_path, "s", [rec(2, vlm=("occlusion",), frame_file="00000001.jpg")])
     result = ChallengeLabelStore(tmp_path).for_sequence("s", 2, ["00000001.jpg", "00000002.jpg"])
-    assert result.labels.tolist() == [IGNORE_LABEL, 0]
+    assert result.labels.tolist() == [IGNORE_INDEX, 0]
 
 
 def test_unmatched_and_duplicate_records_are_counted(tmp_path, caplog):
@@ -260,7 +255,7 @@ def test_unmatched_and_duplicate_records_are_counted(tmp_path, caplog):
     store = ChallengeLabelStore(tmp_path)
     with caplog.at_level(logging.WARNING, logger="lib.dataset.challenge_labels"):
         result = store.for_sequence("s", 3, ["00000001.jpg", "00000002.jpg", "00000003.jpg"])
-    assert result.labels.tolist() == [6, 3, IGNORE_LABEL]  # the later line wins
+    assert result.labels.tolist() == [6, 3, IGNORE_INDEX]  # the later line wins
     assert (result.unmatched, result.duplicates) == (2, 2)
     assert "2 records match none of the 3 frames" in caplog.text and "2 duplicate records" in caplog.text
     assert store.stats["unmatched_records"] == 2 and store.stats["duplicate_records"] == 2
@@ -298,7 +293,7 @@ def test_unreadable_files_leave_the_sequence_unlabeled(tmp_path):
     path.write_bytes(json.dumps(rec(1, seq="caf\xe9"), ensure_ascii=False).encode("latin-1") + b"\n")
     store = ChallengeLabelStore(tmp_path)
     result = store.for_sequence("latin", 1)
-    assert not result.found and "not UTF-8" in result.error and result.labels.tolist() == [IGNORE_LABEL]
+    assert not result.found and "not UTF-8" in result.error and result.labels.tolist() == [IGNORE_INDEX]
     (tmp_path / "dir" / "dir.jsonl").mkdir(parents=True)  # a folder where the file should be
     result = store.for_sequence("dir", 2)
     assert not result.found and "cannot read" in result.error
@@ -321,7 +316,7 @@ def test_file_without_read_permission_is_unreadable(tmp_path, monkeypatch):
     finally:
         path.chmod(0o644)
     assert not result.found and "cannot read (Permission denied)" in result.error
-    assert result.labels.tolist() == [IGNORE_LABEL]
+    assert result.labels.tolist() == [IGNORE_INDEX]
 
 
 def test_utf8_bom_and_crlf_are_accepted(tmp_path):
@@ -423,7 +418,7 @@ def _distribution(out: str) -> dict[str, tuple[int, str]]:
     for line in out.splitlines():
         parts = line.split()
         if len(parts) >= 4 and parts[0].isdigit() and int(parts[0]) < 10:
-            name = CHALLENGE_CLASSES[int(parts[0])]
+            name = CLASS_NAMES[int(parts[0])]
             assert line.split(maxsplit=1)[1].startswith(name)
             count, pct = line[line.index(name) + len(name):].split()[:2]
             rows[name] = (int(count), pct)
@@ -438,7 +433,7 @@ def test_cli_reports_distribution(tmp_path, cli_main, capsys):
     assert code == 0
     assert "Loaded classification annotations for 2 / 2 sequences" in out.splitlines()
     dist = _distribution(out)
-    assert list(dist) == list(CHALLENGE_CLASSES)
+    assert list(dist) == list(CLASS_NAMES)
     assert dist["Occlusion"] == (2, "40.0%") and dist["Partial Visibility"] == (1, "20.0%")
     assert dist["Low Resolution"] == (1, "20.0%") and dist["Normal"] == (1, "20.0%")
     assert dist["Motion Blur"] == (0, "0.0%")
@@ -515,5 +510,5 @@ def test_cli_runs_from_any_directory_with_the_same_labels_in_another_process(tmp
 
 def test_default_label_seed_is_the_default_training_seed():
     from lib.config.hiptrack import get_default_config
-    from lib.dataset.challenge_labels import DEFAULT_LABEL_SEED
+    from lib.challenges import DEFAULT_LABEL_SEED
     assert DEFAULT_LABEL_SEED == get_default_config().TRAIN.SEED

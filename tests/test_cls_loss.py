@@ -8,9 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from lib.challenges import CLASS_NAMES, IGNORE_INDEX
 from lib.utils.cls_loss import (
-    CLASS_NAMES,
-    IGNORE_INDEX,
     ChallengeLoss,
     build_cls_loss,
     classification_accuracy,

@@ -414,3 +414,8 @@ def test_resolve_experiment_config(tmp_path: Path) -> None:
     assert "hiptrak" in str(info.value) and "hiptrack_got" in str(info.value)
     with pytest.raises(FileNotFoundError, match="missing.yaml"):
         resolve_experiment_config(tmp_path / "missing.yaml")
+
+
+def test_num_classes_must_match_the_challenge_vocabulary() -> None:
+    with pytest.raises(ConfigError, match=r"MODEL.CLS_HEAD.NUM_CLASSES must be 10.*Occlusion.*Normal\); got 5"):
+        load_config(opts=["MODEL.CLS_HEAD.NUM_CLASSES=5"])

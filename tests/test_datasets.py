@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from lib.dataset.image_loader import ImageReadError, read_image
-from lib.dataset.base import IGNORE_LABEL, SequenceDataset
+from lib.challenges import IGNORE_INDEX
+from lib.dataset.base import SequenceDataset
 from lib.dataset.challenge_labels import SequenceLabels
 from lib.dataset.got10k import GOT10k
 from lib.dataset.lasot import LaSOT
@@ -152,7 +153,7 @@ class FakeStore:
 
     def for_sequence(self, seq_name, num_frames, frame_files=None):
         self.calls.append((seq_name, num_frames, list(frame_files)))
-        labels = torch.full((num_frames,), IGNORE_LABEL, dtype=torch.long)
+        labels = torch.full((num_frames,), IGNORE_INDEX, dtype=torch.long)
         multi_hot = torch.zeros(num_frames, 10)
         found = seq_name == "1-Ship"
         if found:
@@ -268,9 +269,9 @@ def test_labels_attached_from_store(mvtd_root):
     assert info.meta["cls_labels_found"] is True
     assert store.calls[0] == ("1-Ship", 4, [f"{i:08d}.jpg" for i in range(1, 5)])
     other = ds.sequence_info(1)
-    assert (other.cls_label == IGNORE_LABEL).all() and other.meta["cls_labels_found"] is False
+    assert (other.cls_label == IGNORE_INDEX).all() and other.meta["cls_labels_found"] is False
     plain = GOT10k("MVTD_train", mvtd_root, "train").sequence_info(0)
-    assert (plain.cls_label == IGNORE_LABEL).all() and plain.cls_multi_hot.shape == (4, 10)
+    assert (plain.cls_label == IGNORE_INDEX).all() and plain.cls_multi_hot.shape == (4, 10)
     assert not plain.cls_multi_hot.any()
 
 
@@ -370,7 +371,7 @@ def test_every_registry_name_resolves(all_roots):
     for ds, name in zip(build_datasets(dataset_names(), paths), dataset_names()):
         assert ds.name == name and len(ds) > 0
         info = ds.sequence_info(0)
-        assert len(info) == len(info.cls_label) and (info.cls_label == IGNORE_LABEL).all()
+        assert len(info) == len(info.cls_label) and (info.cls_label == IGNORE_INDEX).all()
         assert ds.frame_path(0, 0).is_file()
 
 
@@ -414,6 +415,6 @@ def test_registry_labels_from_folder_or_unlabeled(all_roots, tmp_path):
     train, test = build_datasets(["MVTD_train", "MVTD_test"], paths, cls_ann_dir=ann_dir)
     assert train.labels is test.labels  # one store per folder
     info = train.sequence_info(0)
-    assert info.cls_label.tolist() == [IGNORE_LABEL, 6, IGNORE_LABEL, IGNORE_LABEL]  # 6 = Low Resolution
+    assert info.cls_label.tolist() == [IGNORE_INDEX, 6, IGNORE_INDEX, IGNORE_INDEX]  # 6 = Low Resolution
     assert info.cls_multi_hot[1, 6] == 1 and info.meta["cls_labels_found"] is True
-    assert (build_dataset("MVTD_train", paths, cls_ann_dir="").sequence_info(0).cls_label == IGNORE_LABEL).all()
+    assert (build_dataset("MVTD_train", paths, cls_ann_dir="").sequence_info(0).cls_label == IGNORE_INDEX).all()

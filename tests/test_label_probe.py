@@ -11,7 +11,7 @@ import torch
 from conftest import load_script
 from lib.pipeline.label_probe import CropProbe, add_to_confusion, score, train_probe, verdict
 from lib.synthetic import generate_dataset
-from lib.utils.cls_loss import IGNORE_INDEX
+from lib.challenges import IGNORE_INDEX
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,8 @@ import pytest
 
 LIB = Path(__file__).resolve().parents[1] / "lib"
 LAYERS: list[set[str]] = [
-    {"lib.utils", "lib.challenges"},
+    {"lib.challenges"},
+    {"lib.utils"},
     {"lib.config"},
     {"lib.models", "lib.dataset", "lib.synthetic"},
     {"lib.train", "lib.test"},

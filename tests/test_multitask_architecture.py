@@ -37,7 +37,8 @@ def check_imports(ctx: Context) -> str:
     from lib.models import build_model
     from lib.models.hiptrack.hiptrack_cls import HIPTrackCLS
     from lib.models.layers.cls_head import ChallengeClassificationHead
-    from lib.utils.cls_loss import CLASS_NAMES, build_cls_loss
+    from lib.challenges import CLASS_NAMES
+    from lib.utils.cls_loss import build_cls_loss
     ctx.modules.update(load_config=load_config, resolve=resolve_experiment_config, build_model=build_model,
                        HIPTrackCLS=HIPTrackCLS, Head=ChallengeClassificationHead, CLASS_NAMES=CLASS_NAMES,
                        build_cls_loss=build_cls_loss)

@@ -231,7 +231,7 @@ def test_forced_events_replace_the_plan(tmp_path):
 
 
 def test_class_names_and_priority():
-    from lib.utils.cls_loss import CLASS_NAMES
+    from lib.challenges import CLASS_NAMES
     assert CHALLENGE_NAMES == CLASS_NAMES
     assert EVENT_TYPES.index("low_contrast") == CHALLENGE_NAMES.index("Low Contrast Object") == 8
     assert primary_class({"low_res": 1, "occlusion": 1, "motion_blur": 1}) == 0

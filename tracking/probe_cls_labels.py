@@ -25,7 +25,7 @@ from lib.dataset.paths import DatasetPaths, add_path_arguments
 from lib.dataset.registry import build_datasets
 from lib.train.run import USER_ERRORS
 from lib.utils.runtime import resolve_device, seed_everything
-from lib.utils.cls_loss import CLASS_NAMES
+from lib.challenges import CLASS_NAMES
 
 logger = logging.getLogger("lib.probe")
 NOT_LEARNABLE = 3

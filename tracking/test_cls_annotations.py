@@ -18,7 +18,8 @@ import logging
 import sys
 from pathlib import Path
 
-from lib.dataset.challenge_labels import CHALLENGE_CLASSES, DEFAULT_LABEL_SEED, ChallengeLabelStore, SequenceLabels
+from lib.challenges import CLASS_NAMES, DEFAULT_LABEL_SEED
+from lib.dataset.challenge_labels import ChallengeLabelStore, SequenceLabels
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -50,7 +51,7 @@ def data_sequences(data_dir: Path) -> tuple[list[tuple[str, list[str]]], list[st
 def _class_counts(result: SequenceLabels) -> list[int]:
     """Frames per class id of one sequence (unlabeled frames left out)."""
     labels = result.labels[result.labels >= 0]
-    return labels.bincount(minlength=len(CHALLENGE_CLASSES)).tolist()
+    return labels.bincount(minlength=len(CLASS_NAMES)).tolist()
 
 
 def _names(names: list[str], cap: int) -> str:
@@ -107,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     loaded = [name for name, r in results.items() if r.num_labeled > 0]
     total_frames = sum(len(r.labels) for r in results.values())
     labeled = sum(r.num_labeled for r in results.values())
-    counts = [0] * len(CHALLENGE_CLASSES)
-    flagged = [0] * len(CHALLENGE_CLASSES)
+    counts = [0] * len(CLASS_NAMES)
+    flagged = [0] * len(CLASS_NAMES)
     for r in results.values():
         for cid, n in enumerate(_class_counts(r)):
             counts[cid] += n
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("Class distribution (label = training target; flag set = frames with that flag, any priority):")
     print(f"  {'id':>2}  {'class':<24} {'label':>8} {'% labeled':>10} {'flag set':>9}")
-    for cid, name in enumerate(CHALLENGE_CLASSES):
+    for cid, name in enumerate(CLASS_NAMES):
         print(f"  {cid:>2}  {name:<24} {counts[cid]:>8} {_pct(counts[cid], labeled):>10} {flagged[cid]:>9}")
     print()
     print(f"Frames without labels: {total_frames - labeled} ({_pct(total_frames - labeled, total_frames)})")

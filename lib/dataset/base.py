@@ -13,9 +13,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-IGNORE_LABEL = -100  # challenge label of a frame without a record (ignored by the loss)
-
-
 @dataclass
 class SequenceInfo:
     """Per-frame annotations of one sequence (N frames)."""
@@ -23,8 +20,8 @@ class SequenceInfo:
     bbox: torch.Tensor                 # (N, 4) float32 x, y, w, h pixels
     valid: torch.Tensor                # (N,) bool: box has positive width and height
     visible: torch.Tensor              # (N,) bool: target present and not fully covered
-    cls_label: torch.Tensor            # (N,) long challenge class 0..9, IGNORE_LABEL if unlabeled
-    cls_multi_hot: torch.Tensor        # (N, 10) float: every challenge flag of the frame (Normal if none)
+    cls_label: torch.Tensor            # (N,) long challenge class 0..9, IGNORE_INDEX if unlabeled
+    cls_multi_hot: torch.Tensor        # (N, NUM_CLASSES) float: every challenge flag of the frame (Normal if none)
     meta: dict = field(default_factory=dict)  # e.g. GOT-10k meta_info.ini entries
 
     def __len__(self) -> int:

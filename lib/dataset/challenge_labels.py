@@ -9,27 +9,19 @@ Each line of a sequence file is one JSON object describing one frame::
                       "variance_appear": {...}, "background_clutter": {...}},
      "ground_truth_bbox": [x, y, w, h]}
 
-The single-label target of a frame (class ids of :data:`CHALLENGE_CLASSES`):
-
-1. the first VLM flag set, in the order of :data:`VLM_PRIORITY`
-   (occlusion -> motion_blur -> illu_change -> partial_visibility -> variance_appear ->
-   background_clutter); confidences are ignored;
-2. else one of the CV flags set (:data:`CV_FLAGS`); with several set, the choice is a stable
-   hash of ``(seed, sequence, frame)`` (``zlib.crc32``), so it is the same in every process,
-   worker and loading order;
-3. else :data:`NORMAL`.
+The single-label and multi-label targets follow the one rule of :mod:`lib.challenges`
+(:func:`~lib.challenges.primary_label`, :func:`~lib.challenges.flagged_classes`).
 
 Frames without a record, and every frame of a sequence without a (readable) file, get
-:data:`~lib.dataset.base.IGNORE_LABEL` (-100): never a silent Normal. Malformed lines are
+:data:`~lib.challenges.IGNORE_INDEX` (-100): never a silent Normal. Malformed lines are
 skipped, counted and reported with file and 1-based line number; the good lines still load.
 """
 from __future__ import annotations
 
 import json
 import logging
-import zlib
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,34 +29,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from lib.dataset.base import IGNORE_LABEL
-from lib.utils.cls_loss import CLASS_NAMES
+from lib.challenges import (CV_FLAGS, DEFAULT_LABEL_SEED, IGNORE_INDEX, NUM_CLASSES, VLM_PRIORITY, flagged_classes,
+                            primary_label)
 
 logger = logging.getLogger(__name__)
 
-CHALLENGE_CLASSES: tuple[str, ...] = CLASS_NAMES
-NUM_CLASSES = len(CHALLENGE_CLASSES)
-NORMAL = 9
-
-# (vlm_response key, class id), in priority order: the first flag set decides the label.
-VLM_PRIORITY: tuple[tuple[str, int], ...] = (
-    ("occlusion", 0),
-    ("motion_blur", 3),
-    ("illu_change", 1),
-    ("partial_visibility", 5),
-    ("variance_appear", 4),
-    ("background_clutter", 7),
-)
-# (cv_response key, class id): with several set, one of them is picked by a seeded hash.
-CV_FLAGS: tuple[tuple[str, int], ...] = (
-    ("scale_variation", 2),
-    ("low_res", 6),
-    ("low_contrast", 8),
-)
-
-# the tie-break seed when none is given: TRAIN.SEED's default, so evaluation and the annotation check
-# pick the same class as a training run with the default seed
-DEFAULT_LABEL_SEED = 42
 MAX_LOGGED_PER_FILE = 5  # malformed lines logged one by one per file; the rest only counted
 MAX_LOGGED_MISSING = 5  # sequences without a file logged one by one per store
 
@@ -130,51 +99,32 @@ def _checked(record: Any) -> dict:
     return record
 
 
-def _vlm_set(record: Mapping) -> list[int]:
-    """Class ids of the VLM flags set, in priority order."""
-    vlm = record["vlm_response"]
-    return [cid for key, cid in VLM_PRIORITY if _flag_value(vlm[key]["flag"])]
-
-
-def _cv_set(record: Mapping) -> list[int]:
-    """Class ids of the CV flags set, in :data:`CV_FLAGS` order."""
-    cv = record["cv_response"]
-    return [cid for key, cid in CV_FLAGS if _flag_value(cv[key])]
-
-
-def _stable_choice(options: Sequence[int], seed: int, sequence: str, frame_key: Any) -> int:
-    """One of ``options``, a pure function of ``(seed, sequence, frame_key)`` in every process."""
-    digest = zlib.crc32(f"{seed}\x1f{sequence}\x1f{frame_key}".encode("utf-8"))
-    return options[digest % len(options)]
+def record_flags(record: Mapping) -> dict[str, bool]:
+    """Flag key -> set, for every VLM and CV flag of a validated record."""
+    flags = {key: bool(_flag_value(record["vlm_response"][key]["flag"])) for key, _ in VLM_PRIORITY}
+    flags.update({key: bool(_flag_value(record["cv_response"][key])) for key, _ in CV_FLAGS})
+    return flags
 
 
 def label_from_record(record: dict, seed: int, sequence: str) -> int:
     """Challenge class id (0..9) of one valid record; raises ``ValueError`` if it is malformed.
 
     VLM flags in :data:`VLM_PRIORITY` order first, then a seeded choice among the CV flags set
-    (keyed by ``frame_id``, or ``frame_file`` when there is no id), else :data:`NORMAL`.
+    (keyed by ``frame_id``, or ``frame_file`` when there is no id), else Normal (:func:`lib.challenges.primary_label`).
     """
     return _label(_checked(record), seed, sequence)
 
 
 def _label(record: Mapping, seed: int, sequence: str) -> int:
     """:func:`label_from_record` of an already validated record."""
-    vlm = _vlm_set(record)
-    if vlm:
-        return vlm[0]
-    cv = _cv_set(record)
-    if not cv:
-        return NORMAL
-    if len(cv) == 1:
-        return cv[0]
     frame_key = record.get("frame_id")
     if frame_key is None:
         frame_key = record["frame_file"]
-    return _stable_choice(cv, seed, sequence, frame_key)
+    return primary_label(record_flags(record), seed, sequence, frame_key)
 
 
 def multi_hot_from_record(record: dict) -> np.ndarray:
-    """(10,) float32 vector: 1 for every VLM and CV flag set, or only Normal if none is set."""
+    """(K,) float32 vector (K = NUM_CLASSES): 1 for every VLM and CV flag set, or only Normal if none is set."""
     out = np.zeros(NUM_CLASSES, dtype=np.float32)
     out[_flagged(_checked(record))] = 1.0
     return out
@@ -182,14 +132,14 @@ def multi_hot_from_record(record: dict) -> np.ndarray:
 
 def _flagged(record: Mapping) -> list[int]:
     """Class ids of every flag set in a validated record, or ``[NORMAL]`` if none is."""
-    return (_vlm_set(record) + _cv_set(record)) or [NORMAL]
+    return flagged_classes(record_flags(record))
 
 
 @dataclass
 class SequenceLabels:
     """Challenge labels of one sequence of N frames, with what went wrong reading them."""
-    labels: torch.Tensor                # (N,) long class id 0..9, IGNORE_LABEL (-100) if unlabeled
-    multi_hot: torch.Tensor             # (N, 10) float32 every flag of the frame; zeros if unlabeled
+    labels: torch.Tensor                # (N,) long class id 0..9, IGNORE_INDEX (-100) if unlabeled
+    multi_hot: torch.Tensor             # (N, K) float32 every flag of the frame; zeros if unlabeled
     found: bool                         # a readable label file exists for the sequence
     malformed: list[tuple[str, int, str]] = field(default_factory=list)  # (file, 1-based line, reason)
     unmatched: int = 0                  # valid records whose frame_id / frame_file is no frame
@@ -198,16 +148,16 @@ class SequenceLabels:
 
     @property
     def num_labeled(self) -> int:
-        """Frames with a class label (not IGNORE_LABEL)."""
-        return int((self.labels != IGNORE_LABEL).sum())
+        """Frames with a class label (not IGNORE_INDEX)."""
+        return int((self.labels != IGNORE_INDEX).sum())
 
 
 def unlabeled(num_frames: int) -> SequenceLabels:
-    """Labels of a sequence without annotations: every frame IGNORE_LABEL, multi-hot all zeros."""
+    """Labels of a sequence without annotations: every frame IGNORE_INDEX, multi-hot all zeros."""
     if num_frames < 0:
         raise ValueError(f"num_frames must be >= 0, got {num_frames}")
     return SequenceLabels(
-        labels=torch.full((num_frames,), IGNORE_LABEL, dtype=torch.long),
+        labels=torch.full((num_frames,), IGNORE_INDEX, dtype=torch.long),
         multi_hot=torch.zeros(num_frames, NUM_CLASSES, dtype=torch.float32),
         found=False,
     )
@@ -394,7 +344,7 @@ class ChallengeLabelStore:
             if index in chosen:
                 duplicates += 1
             chosen[index] = record
-        labels = np.full(num_frames, IGNORE_LABEL, dtype=np.int64)
+        labels = np.full(num_frames, IGNORE_INDEX, dtype=np.int64)
         multi_hot = np.zeros((num_frames, NUM_CLASSES), dtype=np.float32)
         for index, record in chosen.items():
             labels[index] = _label(record, self.seed, seq_name)  # records were validated when read

@@ -14,8 +14,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from lib.challenges import DEFAULT_LABEL_SEED
 from lib.dataset.base import SequenceDataset
-from lib.dataset.challenge_labels import DEFAULT_LABEL_SEED, ChallengeLabelStore
+from lib.dataset.challenge_labels import ChallengeLabelStore
 from lib.dataset.got10k import MAX_LISTED_NAMES, FolderSequenceDataset, GOT10k, read_name_list
 from lib.dataset.lasot import LaSOT
 from lib.dataset.paths import DatasetPaths

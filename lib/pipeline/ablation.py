@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from lib.challenges import CLASS_NAMES, IGNORE_INDEX
 from lib.config.hiptrack import config_from_dict, load_config, resolve_experiment_config
 from lib.config.node import CfgNode
 from lib.test.analysis import evaluate_results, plot_per_challenge, plot_success
@@ -48,7 +49,6 @@ from lib.dataset.paths import DatasetPaths, add_path_arguments
 from lib.dataset.registry import build_dataset
 from lib.train.trainer import config_differences
 from lib.utils.runs import RunPaths, epoch_checkpoints
-from lib.utils.cls_loss import CLASS_NAMES, IGNORE_INDEX
 
 logger = logging.getLogger(__name__)
 

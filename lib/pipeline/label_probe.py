@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lib.train.data.loader import set_epoch
-from lib.utils.cls_loss import IGNORE_INDEX
+from lib.challenges import IGNORE_INDEX
 
 PROBE_WIDTHS = (32, 64, 64, 128)
 PROBE_LR = 1e-3

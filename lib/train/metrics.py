@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from lib.utils.cls_loss import CLASS_NAMES
+from lib.challenges import CLASS_NAMES
 
 COUNT_KEYS = ("cls_correct", "cls_labeled")
 

@@ -15,19 +15,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-CLASS_NAMES: tuple[str, ...] = (
-    "Occlusion",
-    "Illumination Change",
-    "Scale Variation",
-    "Motion Blur",
-    "Variance in Appearance",
-    "Partial Visibility",
-    "Low Resolution",
-    "Background Clutter",
-    "Low Contrast Object",
-    "Normal",
-)
-IGNORE_INDEX = -100
+from lib.challenges import IGNORE_INDEX, NUM_CLASSES
+
 LOSS_TYPES = ("CE", "FOCAL", "LABEL_SMOOTH")
 
 
@@ -70,7 +59,7 @@ class ChallengeLoss(nn.Module):
     def __init__(
         self,
         loss_type: str = "CE",
-        num_classes: int = 10,
+        num_classes: int = NUM_CLASSES,
         class_weights: Sequence[float] | None = None,
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from lib.challenges import CLASS_NAMES, NUM_CLASSES
 from lib.config.node import (
     CfgNode,
     ConfigError,
@@ -46,7 +47,8 @@ _MODEL = {
                            "embed dim of BACKBONE.TYPE (768 ViT-B, 1024 ViT-L, 64 vit_tiny_test_ce)"),
     "CLS_HEAD": {
         "ENABLED": Key(False, "add the maritime-challenge classification head (HIPTrack-CLS)"),
-        "NUM_CLASSES": Key(10, "challenge classes (0 Occlusion ... 9 Normal)"),
+        "NUM_CLASSES": Key(NUM_CLASSES, "challenge classes; must equal the vocabulary of lib/challenges.py "
+                                        "(0 Occlusion ... 9 Normal)"),
         "HIDDEN_DIM": Key(512, "hidden width of the classification MLP"),
         "DROPOUT": Key(0.1, "dropout after the hidden layer of the classification MLP"),
         "FUSION": Key(False, "add a projection of the classification features to the map the box head "
@@ -323,7 +325,9 @@ def _check_cls_head(cfg: CfgNode) -> Iterator[str]:
     """Classification head sizes and the options that need the head."""
     head = cfg.MODEL.CLS_HEAD
     yield from _at_least(cfg, 1, "MODEL.HIDDEN_DIM", "MODEL.CLS_HEAD.HIDDEN_DIM")
-    yield from _at_least(cfg, 2, "MODEL.CLS_HEAD.NUM_CLASSES")
+    if head.NUM_CLASSES != NUM_CLASSES:
+        yield (f"MODEL.CLS_HEAD.NUM_CLASSES must be {NUM_CLASSES}, the challenge classes of lib/challenges.py "
+               f"({', '.join(CLASS_NAMES)}); got {head.NUM_CLASSES}")
     if not 0 <= head.DROPOUT < 1:
         yield f"MODEL.CLS_HEAD.DROPOUT must be in [0, 1), got {head.DROPOUT}"
     if head.FUSION and head.STEM_FEATURES:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lib.challenges import NUM_CLASSES
+
 
 def pool_kept_tokens(search_tokens: torch.Tensor, removed_indexes: list[torch.Tensor]) -> torch.Tensor:
     """Mean over the search tokens that candidate elimination kept, (B, HW, C) -> (B, C).
@@ -27,7 +29,7 @@ def pool_kept_tokens(search_tokens: torch.Tensor, removed_indexes: list[torch.Te
 class ChallengeClassificationHead(nn.Module):
     """Pooled backbone features -> Linear + ReLU + Dropout -> Linear -> challenge logits."""
 
-    def __init__(self, in_dim: int, hidden_dim: int = 512, num_classes: int = 10, dropout: float = 0.1,
+    def __init__(self, in_dim: int, hidden_dim: int = 512, num_classes: int = NUM_CLASSES, dropout: float = 0.1,
                  fusion_dim: int | None = None, stem_dim: int = 0) -> None:
         super().__init__()
         if fusion_dim and stem_dim:

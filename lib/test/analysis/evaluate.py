@@ -26,10 +26,10 @@ from lib.test.analysis import metrics
 from lib.test.evaluation.results import (
     read_result_boxes, read_result_times, repetition_box_files, sequence_files, test_dataset,
 )
+from lib.challenges import CLASS_NAMES
 from lib.dataset.base import SequenceDataset, SequenceInfo
 from lib.dataset.paths import DatasetPaths
 from lib.dataset.registry import build_dataset
-from lib.utils.cls_loss import CLASS_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class NoGroundTruthError(ValueError):
 class _SequenceScores:
     name: str
     ious: np.ndarray          # pooled GOT-10k IoUs of every repetition
-    labels: np.ndarray        # challenge class of each of those IoUs (-100, IGNORE_LABEL, if unlabeled)
+    labels: np.ndarray        # challenge class of each of those IoUs (IGNORE_INDEX, -100, if unlabeled)
     times: np.ndarray         # every per-frame time of the sequence
     curves: metrics.SequenceCurves
 

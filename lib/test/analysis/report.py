@@ -9,7 +9,7 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from lib.utils.cls_loss import CLASS_NAMES
+from lib.challenges import CLASS_NAMES
 
 OVERALL_COLUMNS = (  # (header, key, is a score in [0, 1])
     ("AO", "ao", True),

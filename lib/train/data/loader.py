@@ -2,7 +2,7 @@
 
 Batches are batch-first dicts: ``template_images`` (B, T, 3, Sz, Sz), ``template_anno`` (B, T, 4),
 ``search_images`` (B, N, 3, Sx, Sx), ``search_anno`` (B, N, 4), ``search_visible`` (B, N),
-``search_cls_label`` (B, N), ``search_cls_multi_hot`` (B, N, 10), ``frame_ids`` (B, 1 + N), and
+``search_cls_label`` (B, N), ``search_cls_multi_hot`` (B, N, K), ``frame_ids`` (B, 1 + N), and
 lists of B strings ``dataset`` / ``sequence``.
 
 Every sample is a function of (seed, epoch, index) only (see :mod:`lib.train.data.sampler`), the

@@ -22,13 +22,10 @@ import cv2
 import numpy as np
 import torch
 
-from lib.dataset.base import IGNORE_LABEL
+from lib.challenges import IGNORE_INDEX, NUM_CLASSES
 from lib.utils.crop import box_to_crop, sample_target
 
 __all__ = ["CropSettings", "TrackingProcessing"]
-
-NUM_CLASSES = 10  # challenge classes of SequenceInfo.cls_multi_hot
-
 
 class CropSettings:
     """Geometry and jitter of one crop kind (template or search), read from ``DATA.<KIND>``."""
@@ -86,15 +83,15 @@ class TrackingProcessing:
             template_boxes_xywh / search_boxes_xywh: (T, 4) / (N, 4) target boxes in pixels.
             rng: the only source of randomness.
             search_visible: (N,) bool, default all True.
-            search_cls_label: (N,) long challenge class, default ``IGNORE_LABEL``.
-            search_cls_multi_hot: (N, 10) float, default zeros.
+            search_cls_label: (N,) long challenge class, default ``IGNORE_INDEX``.
+            search_cls_multi_hot: (N, K) float, default zeros.
 
         Returns:
             ``template_images`` (T, 3, Sz, Sz) float32, ``template_anno`` (T, 4) normalised
             xywh, ``template_padding`` (T, Sz, Sz) bool, ``search_images`` (N, 3, Sx, Sx),
             ``search_anno`` (N, 4), ``search_padding`` (N, Sx, Sx) bool (True on padding),
             ``search_visible`` (N,) bool, ``search_cls_label`` (N,) long and
-            ``search_cls_multi_hot`` (N, 10) float32.
+            ``search_cls_multi_hot`` (N, K) float32.
         """
         num_t, num_s = len(template_frames), len(search_frames)
         template_boxes = torch.as_tensor(template_boxes_xywh, dtype=torch.float64).reshape(num_t, 4)
@@ -116,7 +113,7 @@ class TrackingProcessing:
         if search_visible is None:
             search_visible = torch.ones(num_s, dtype=torch.bool)
         if search_cls_label is None:
-            search_cls_label = torch.full((num_s,), IGNORE_LABEL, dtype=torch.long)
+            search_cls_label = torch.full((num_s,), IGNORE_INDEX, dtype=torch.long)
         if search_cls_multi_hot is None:
             search_cls_multi_hot = torch.zeros(num_s, NUM_CLASSES)
         return {
