@@ -14,11 +14,9 @@ import cv2
 import numpy as np
 import pytest
 
-from lib.synthetic.maritime import (
+from lib.synthetic import (
     CHALLENGE_NAMES,
-    CV_KEYS,
     EVENT_TYPES,
-    VLM_KEYS,
     Event,
     SequencePlan,
     generate_dataset,
@@ -29,6 +27,7 @@ from lib.synthetic.maritime import (
     rms_contrast,
     split_sizes,
 )
+from lib.synthetic.labels import CV_KEYS, VLM_KEYS
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "tracking" / "make_synthetic_dataset.py"

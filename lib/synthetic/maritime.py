@@ -58,33 +58,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from lib.synthetic.labels import (
+    CHALLENGE_NAMES,
+    CV_KEYS,
+    EVENT_TYPES,
+    FLAG_CONF,
+    VLM_KEYS,
+    low_contrast_flag,
+    low_res_flag,
+    primary_class,
+    scale_variation_flag,
+)
+from lib.synthetic.plan import Event, SequencePlan, check_dataset_counts, check_plan, plan_dataset
+
 logger = logging.getLogger(__name__)
-
-CHALLENGE_NAMES: tuple[str, ...] = (
-    "Occlusion", "Illumination Change", "Scale Variation", "Motion Blur", "Variance in Appearance",
-    "Partial Visibility", "Low Resolution", "Background Clutter", "Low Contrast Object", "Normal",
-)
-EVENT_TYPES: tuple[str, ...] = (  # index = challenge class id
-    "occlusion", "illu_change", "scale_variation", "motion_blur", "variance_appear",
-    "partial_visibility", "low_res", "background_clutter", "low_contrast",
-)
-NORMAL_CLASS = 9
-CV_KEYS: tuple[str, ...] = ("scale_variation", "low_res", "low_contrast")
-VLM_KEYS: tuple[str, ...] = (  # key order of a JSONL record
-    "motion_blur", "illu_change", "variance_appear", "partial_visibility", "background_clutter", "occlusion",
-)
-VLM_PRIORITY: tuple[str, ...] = (
-    "occlusion", "motion_blur", "illu_change", "partial_visibility", "variance_appear", "background_clutter",
-)
-OBJECT_CLASSES: tuple[str, ...] = ("ship", "boat", "sailboat", "usv")
-_TITLES = {"ship": "Ship", "boat": "Boat", "sailboat": "Sailboat", "usv": "USV"}
-
-# Oracle rules of the label pipeline (docs: anchors/domain_notes.md, section 1).
-SCALE_RATIO_RANGE = (0.7, 1.4)
-LOW_RES_SIDE = 24.0
-LOW_RES_AREA = 900.0
-CONTRAST_RING = 10
-CONTRAST_DIVISOR = 1.1
 
 MIN_SIZE = (128, 96)
 MAX_SIZE = (4096, 4096)
@@ -92,186 +79,10 @@ JPEG_PARAMS = [cv2.IMWRITE_JPEG_QUALITY, 90, cv2.IMWRITE_JPEG_OPTIMIZE, 0, cv2.I
 if hasattr(cv2, "IMWRITE_JPEG_SAMPLING_FACTOR"):  # OpenCV >= 4.5.5; 4:2:0 is also the older default
     JPEG_PARAMS += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420]
 GENERATED = ("train", "test", "cls_annotations", "README.txt")  # everything generate_dataset writes
-FLAG_CONF = 1.0  # confidence written for a flagged (rendered, hence certain) challenge
 
 _MARGIN = 4.0        # px kept between the target and the image border outside partial-visibility events
 _HORIZON_GAP = 14.0  # px kept between the target's top and the horizon (keeps the sky out of the contrast ring)
 _SUPERSAMPLE = 4     # sprites are drawn at this multiple of their base display size
-
-
-# ----------------------------------------------------------------------------------------------
-# Plans
-# ----------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Event:
-    """A scripted challenge over frames ``start .. end - 1`` (0-based frame indices)."""
-    kind: str
-    start: int
-    end: int
-
-    def __post_init__(self) -> None:
-        if self.kind not in EVENT_TYPES:
-            raise ValueError(f"unknown event kind {self.kind!r}; choose from {', '.join(EVENT_TYPES)}")
-        if not 0 <= self.start < self.end:
-            raise ValueError(f"event {self.kind} needs 0 <= start < end, got {self.start}..{self.end}")
-
-
-@dataclass(frozen=True)
-class SequencePlan:
-    """What to render: the name, the vessel class, the events and the seed of all details."""
-    name: str
-    object_class: str
-    events: tuple[Event, ...]
-    seed: int
-
-    def __post_init__(self) -> None:
-        if self.object_class not in OBJECT_CLASSES:
-            raise ValueError(f"unknown object class {self.object_class!r}; choose from {', '.join(OBJECT_CLASSES)}")
-        kinds = [e.kind for e in self.events]
-        if len(set(kinds)) != len(kinds):
-            raise ValueError(f"sequence {self.name}: each event kind may appear once, got {kinds}")
-        spans = sorted((e.start, e.end) for e in self.events)
-        for (_, end0), (start1, _) in zip(spans, spans[1:]):
-            if start1 < end0:
-                raise ValueError(f"sequence {self.name}: events overlap: {self.events}")
-
-
-def sequence_name(index: int, object_class: str) -> str:
-    """MVTD-style name ``<index>-<Class>`` (1-based index), e.g. ``3-Sailboat``."""
-    return f"{index}-{_TITLES[object_class]}"
-
-
-def split_sizes(sequences: int, test_fraction: float) -> tuple[int, int]:
-    """(train, test) counts: test gets round(N * fraction), at least 1 when N >= 2 and fraction > 0."""
-    if sequences < 2 or test_fraction <= 0:
-        return sequences, 0
-    n_test = min(sequences - 1, max(1, int(math.floor(sequences * test_fraction + 0.5))))
-    return sequences - n_test, n_test
-
-
-def _sequence_seed(seed: int, index: int) -> int:
-    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
-
-
-def _schedule(rng: np.random.Generator, frames: int, n_events: int) -> list[tuple[int, int]]:
-    """Disjoint (start, end) ranges: none before frame 2, at least 3 frames apart."""
-    first, gap = 2, 3
-    len_min = max(4, min(8, frames // 6))
-    len_max = max(len_min, min(20, frames // 3))
-    while n_events > 0 and n_events * len_min > frames - first - gap * (n_events - 1):
-        n_events -= 1
-    if n_events == 0:
-        return []
-    avail = frames - first - gap * (n_events - 1)
-    lengths = rng.integers(len_min, len_max + 1, n_events)
-    if lengths.sum() > avail:
-        lengths = np.maximum(len_min, (lengths * avail) // lengths.sum())
-        while lengths.sum() > avail:
-            lengths[int(np.argmax(lengths))] -= 1
-    slack = int(avail - lengths.sum())
-    cuts = np.sort(rng.integers(0, slack + 1, n_events))
-    spans, pos = [], first
-    for i, length in enumerate(lengths):
-        start = pos + int(cuts[i]) - (int(cuts[i - 1]) if i else 0)
-        spans.append((start, start + int(length)))
-        pos = start + int(length) + gap
-    return spans
-
-
-def plan_dataset(sequences: int, frames: int, seed: int, test_fraction: float = 0.25) -> list[tuple[SequencePlan, str]]:
-    """Plans and splits (``"train"`` / ``"test"``) of every sequence, in name order.
-
-    Vessel classes cycle ship, boat, sailboat, USV. Event kinds are dealt from shuffled decks of
-    all nine kinds, so their counts stay balanced over the dataset; a sequence gets 1-3 distinct
-    kinds (mostly 3) on disjoint 8-20 frame ranges (shorter for short sequences).
-    """
-    _check_counts(sequences, frames, test_fraction)
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
-    _, n_test = split_sizes(sequences, test_fraction)
-    test_ids = set(int(i) for i in rng.permutation(sequences)[:n_test])
-    deck: list[str] = []
-    plans = []
-    for i in range(sequences):
-        object_class = OBJECT_CLASSES[i % len(OBJECT_CLASSES)]
-        spans = _schedule(rng, frames, int(rng.choice([1, 2, 3], p=[0.1, 0.3, 0.6])))
-        kinds: list[str] = []
-        while len(kinds) < len(spans):
-            if not deck:
-                deck = [EVENT_TYPES[j] for j in rng.permutation(len(EVENT_TYPES))]
-            pick = next((k for k in deck if k not in kinds), None)
-            if pick is None:
-                deck.extend(EVENT_TYPES[j] for j in rng.permutation(len(EVENT_TYPES)))
-                continue
-            deck.remove(pick)
-            kinds.append(pick)
-        events = tuple(Event(k, s, e) for k, (s, e) in zip(kinds, spans))
-        plan = SequencePlan(sequence_name(i + 1, object_class), object_class, events, _sequence_seed(seed, i + 1))
-        plans.append((plan, "test" if i in test_ids else "train"))
-    return plans
-
-
-# ----------------------------------------------------------------------------------------------
-# Label rules
-# ----------------------------------------------------------------------------------------------
-
-def scale_variation_flag(box_xywh: Sequence[float], template_xywh: Sequence[float]) -> bool:
-    """sqrt(area / template area) outside [0.7, 1.4]."""
-    area0 = template_xywh[2] * template_xywh[3]
-    if area0 <= 0:
-        return False
-    ratio = math.sqrt(max(box_xywh[2] * box_xywh[3], 0.0) / area0)
-    return ratio < SCALE_RATIO_RANGE[0] or ratio > SCALE_RATIO_RANGE[1]
-
-
-def low_res_flag(box_xywh: Sequence[float]) -> bool:
-    """Shorter side < 24 px or area < 900 px²."""
-    w, h = box_xywh[2], box_xywh[3]
-    return min(w, h) < LOW_RES_SIDE or w * h < LOW_RES_AREA
-
-
-def rms_contrast(gray: np.ndarray, box_xywh: Sequence[float], ring: int = CONTRAST_RING) -> tuple[float, float]:
-    """Grey-level standard deviation inside the box and in a ``ring``-px band around it.
-
-    The box is snapped to whole pixels (floor of the top-left, ceil of the bottom-right corner);
-    the ring is the box grown by ``ring`` px on each side, clipped to the image, minus the box.
-    """
-    hgt, wid = gray.shape[:2]
-    x, y, w, h = box_xywh
-    x0, y0 = max(0, int(math.floor(x))), max(0, int(math.floor(y)))
-    x1, y1 = min(wid, int(math.ceil(x + w))), min(hgt, int(math.ceil(y + h)))
-    if x1 <= x0 or y1 <= y0:
-        return 0.0, 0.0
-    X0, Y0, X1, Y1 = max(0, x0 - ring), max(0, y0 - ring), min(wid, x1 + ring), min(hgt, y1 + ring)
-    g = gray.astype(np.float64)
-    inner, outer = g[y0:y1, x0:x1], g[Y0:Y1, X0:X1]
-    n_in, n_out = inner.size, outer.size
-    s_in, q_in = inner.sum(), np.square(inner).sum()
-    std_in = math.sqrt(max(q_in / n_in - (s_in / n_in) ** 2, 0.0))
-    n_ring = n_out - n_in
-    if n_ring <= 0:
-        return std_in, 0.0
-    s_ring, q_ring = outer.sum() - s_in, np.square(outer).sum() - q_in
-    std_ring = math.sqrt(max(q_ring / n_ring - (s_ring / n_ring) ** 2, 0.0))
-    return std_in, std_ring
-
-
-def low_contrast_flag(gray: np.ndarray, box_xywh: Sequence[float]) -> bool:
-    """RMS contrast in the box < RMS contrast of the 10-px ring / 1.1."""
-    std_in, std_ring = rms_contrast(gray, box_xywh)
-    return std_in < std_ring / CONTRAST_DIVISOR
-
-
-def primary_class(flags: Mapping[str, int]) -> int:
-    """Single challenge class of a frame: the first VLM flag in priority order, else a CV flag, else Normal.
-
-    The label pipeline picks randomly among several CV flags; this function takes the first in
-    :data:`CV_KEYS` order so that counts are reproducible.
-    """
-    for key in VLM_PRIORITY + CV_KEYS:
-        if flags.get(key):
-            return EVENT_TYPES.index(key)
-    return NORMAL_CLASS
 
 
 # ----------------------------------------------------------------------------------------------
@@ -763,18 +574,8 @@ def render_sequence(plan: SequencePlan, frames: int, size: tuple[int, int] = (32
     Deterministic: the same plan, frame count and size give byte-identical frames.
     """
     width, height = _check_size(size)
-    _check_plan(plan, frames)
+    check_plan(plan, frames)
     return _SequenceRenderer(plan, frames, width, height).run()
-
-
-def _check_plan(plan: SequencePlan, frames: int) -> None:
-    if frames < 2:
-        raise ValueError(f"frames must be >= 2, got {frames}")
-    for e in plan.events:
-        if e.end > frames:
-            raise ValueError(f"sequence {plan.name}: event {e.kind} ends at {e.end} > {frames} frames")
-        if e.start < 1:
-            raise ValueError(f"sequence {plan.name}: event {e.kind} starts at frame 0, the template frame")
 
 
 class _SequenceRenderer:
@@ -1141,15 +942,6 @@ def _check_size(size: Sequence[int]) -> tuple[int, int]:
     return width, height
 
 
-def _check_counts(sequences: int, frames: int, test_fraction: float) -> None:
-    if int(sequences) != sequences or sequences < 1:
-        raise ValueError(f"sequences must be an integer >= 1, got {sequences}")
-    if int(frames) != frames or frames < 2:
-        raise ValueError(f"frames must be an integer >= 2, got {frames}")
-    if not 0 <= test_fraction < 1:
-        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
-
-
 def write_sequence(seq: SyntheticSequence, split_dir: Path, ann_dir: Path) -> None:
     """Write frames, GOT-10k label files and meta_info.ini under ``split_dir/<name>`` and the JSONL file."""
     name = seq.plan.name
@@ -1192,7 +984,7 @@ def generate_dataset(out_dir: str | Path, sequences: int = 20, frames: int = 60,
         "class_counts": {class name: frames}, "absent_frames"}``.
     """
     width, height = _check_size(size)
-    _check_counts(sequences, frames, test_fraction)
+    check_dataset_counts(sequences, frames, test_fraction)
     plans = plan_dataset(sequences, frames, seed, test_fraction)
     if events:
         known = {p.name for p, _ in plans}
@@ -1202,7 +994,7 @@ def generate_dataset(out_dir: str | Path, sequences: int = 20, frames: int = 60,
         plans = [(SequencePlan(p.name, p.object_class, tuple(events[p.name]), p.seed) if p.name in events else p, s)
                  for p, s in plans]
         for plan, _ in plans:
-            _check_plan(plan, frames)
+            check_plan(plan, frames)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out} exists and is not a directory")
