@@ -1,66 +1,22 @@
-"""Synthetic maritime tracking sequences: the project's embedded default dataset.
+"""Rendering one synthetic sequence: target pose and path, event props, frames, boxes and flags.
 
-A deterministic generator of small MVTD / GOT-10k style video sequences with per-frame
-maritime-challenge labels, so that training, tracking and evaluation can run end to end on a
-CPU without downloading anything. Each sequence shows one target vessel (ship, boat, sailboat or
-USV) in a distinctive colour, drawn as hull + superstructure polygons with shading and texture,
-moving smoothly (constant velocity, slow curvature, bounces before it would leave the frame) over
-animated water. The first frame is always a normal frame (it is the template).
-
-Each sequence gets one to three scripted challenge events on disjoint frame ranges (see
-:data:`EVENT_TYPES`; their order is the class order of the challenge head). Every event really
-happens in the pixels, and the labels are computed from what was rendered:
-
-* ``occlusion``: another (neutral-coloured) vessel crosses in front of the target; flagged on
-  frames where it covers part of the target; ``cover.label`` drops, fully covered frames are absent.
-* ``illu_change``: a global darkening, glare or colour-cast ramp.
-* ``scale_variation``: the target approaches (or recedes) and its size changes beyond the rule.
-* ``motion_blur``: the target speeds up and the frame is blurred along its motion.
-* ``variance_appear``: the target turns (foreshortening, roll) and its shading changes.
-* ``partial_visibility``: the target crosses the image border (``cut_by_image`` 1, box clipped).
-* ``low_res``: the target shrinks below the low-resolution rule and the frame is pixelated.
-* ``background_clutter``: distractor boats / buoys of the target's colour surround it.
-* ``low_contrast``: the target's colours blend into the surrounding water.
-
-The six "VLM" flags are 1 exactly on the frames where their effect is rendered. The three "CV"
-flags follow the oracle rules of the maritime-label pipeline, computed on the written ground truth
-and the decoded JPEG: ``scale_variation`` when sqrt(area / template area) < 0.7 or > 1.4,
-``low_res`` when the shorter box side < 24 px or the area < 900 px², ``low_contrast`` when the
-grey-level standard deviation in the box is below that of a 10-px ring around it divided by 1.1.
-CV flags can therefore also fire during a VLM event that changes the box (e.g. a clipped box);
-the label priority (first VLM flag wins) still gives that event's class.
-
-Box convention: ``x, y, w, h`` in pixels (continuous coordinates, pixel ``i`` spans ``[i, i+1)``)
-of the visible part of the target, clipped to the image; a frame where nothing of the target is
-visible keeps the last visible box and has ``absence`` 1. ``cover.label`` bins the visible
-fraction as GOT-10k does: 0 = none, 1 = (0, 15%], 2 = (15, 30%], ... 7 = (90, 100%), 8 = all.
-
-Usage::
-
-    generate_dataset("data/synthetic_maritime", sequences=40, frames=60, seed=0)
-    # force the events of some sequences (0-based frames, end exclusive), e.g. in tests:
-    generate_dataset(out, sequences=4, frames=30, events={"2-Boat": [Event("occlusion", 8, 20)]})
-    seq = render_sequence(SequencePlan("1-Ship", "ship", (Event("low_res", 5, 15),), seed=1), 24)
-
-The same arguments give byte-identical files with the same NumPy / OpenCV build (their float
-kernels may round differently on other CPUs or versions).
+:func:`render_sequence` turns a :class:`~lib.synthetic.plan.SequencePlan` into a
+:class:`SyntheticSequence` (JPEG frames plus every per-frame annotation). All random draws of a
+sequence come from one generator seeded by its plan, in a fixed order, so the output is
+byte-identical for a plan with the same NumPy / OpenCV build.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
-import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 from lib.synthetic.drawing import line_kernel, smoothstep
 from lib.synthetic.labels import (
-    CHALLENGE_NAMES,
     CV_KEYS,
     EVENT_TYPES,
     FLAG_CONF,
@@ -70,7 +26,7 @@ from lib.synthetic.labels import (
     primary_class,
     scale_variation_flag,
 )
-from lib.synthetic.plan import Event, SequencePlan, check_dataset_counts, check_plan, plan_dataset
+from lib.synthetic.plan import Event, SequencePlan, check_plan
 from lib.synthetic.sprites import (
     PlacedSprite,
     Region,
@@ -92,15 +48,10 @@ MAX_SIZE = (4096, 4096)
 JPEG_PARAMS = [cv2.IMWRITE_JPEG_QUALITY, 90, cv2.IMWRITE_JPEG_OPTIMIZE, 0, cv2.IMWRITE_JPEG_PROGRESSIVE, 0]
 if hasattr(cv2, "IMWRITE_JPEG_SAMPLING_FACTOR"):  # OpenCV >= 4.5.5; 4:2:0 is also the older default
     JPEG_PARAMS += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420]
-GENERATED = ("train", "test", "cls_annotations", "README.txt")  # everything generate_dataset writes
 
 _MARGIN = 4.0        # px kept between the target and the image border outside partial-visibility events
 _HORIZON_GAP = 14.0  # px kept between the target's top and the horizon (keeps the sky out of the contrast ring)
 
-
-# ----------------------------------------------------------------------------------------------
-# Rendering one sequence
-# ----------------------------------------------------------------------------------------------
 
 @dataclass
 class SyntheticSequence:
@@ -217,9 +168,21 @@ def render_sequence(plan: SequencePlan, frames: int, size: tuple[int, int] = (32
 
     Deterministic: the same plan, frame count and size give byte-identical frames.
     """
-    width, height = _check_size(size)
+    width, height = check_frame_size(size)
     check_plan(plan, frames)
     return _SequenceRenderer(plan, frames, width, height).run()
+
+
+def check_frame_size(size: Sequence[int]) -> tuple[int, int]:
+    """``size`` as integers (W, H); ``ValueError`` unless they are whole numbers from MIN_SIZE to MAX_SIZE."""
+    try:
+        width, height = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise ValueError(f"size must be (W, H), got {size!r}") from None
+    in_range = MIN_SIZE[0] <= width <= MAX_SIZE[0] and MIN_SIZE[1] <= height <= MAX_SIZE[1]
+    if (width, height) != tuple(size) or not in_range:
+        raise ValueError(f"size must be integers (W, H) from {MIN_SIZE} to {MAX_SIZE}, got {tuple(size)}")
+    return width, height
 
 
 class _SequenceRenderer:
@@ -570,147 +533,3 @@ class _SequenceRenderer:
             "synthetic_events": " ".join(f"{e.kind}:{e.start + 1}-{e.end}" for e in events) or "none",  # 1-based
         }
 
-
-# ----------------------------------------------------------------------------------------------
-# Writing a dataset
-# ----------------------------------------------------------------------------------------------
-
-def _check_size(size: Sequence[int]) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in size)
-    except (TypeError, ValueError):
-        raise ValueError(f"size must be (W, H), got {size!r}") from None
-    in_range = MIN_SIZE[0] <= width <= MAX_SIZE[0] and MIN_SIZE[1] <= height <= MAX_SIZE[1]
-    if (width, height) != tuple(size) or not in_range:
-        raise ValueError(f"size must be integers (W, H) from {MIN_SIZE} to {MAX_SIZE}, got {tuple(size)}")
-    return width, height
-
-
-def write_sequence(seq: SyntheticSequence, split_dir: Path, ann_dir: Path) -> None:
-    """Write frames, GOT-10k label files and meta_info.ini under ``split_dir/<name>`` and the JSONL file."""
-    name = seq.plan.name
-    seq_dir = Path(split_dir) / name
-    seq_dir.mkdir(parents=True, exist_ok=True)
-    for i, data in enumerate(seq.jpegs):
-        (seq_dir / f"{i + 1:08d}.jpg").write_bytes(data)
-    lines = lambda values: "".join(f"{v}\n" for v in values)  # noqa: E731
-    (seq_dir / "groundtruth.txt").write_text(
-        lines(",".join(f"{v:.4f}" for v in box) for box in seq.boxes_xywh), newline="\n")
-    (seq_dir / "absence.label").write_text(lines(seq.absence.tolist()), newline="\n")
-    (seq_dir / "cover.label").write_text(lines(seq.cover.tolist()), newline="\n")
-    (seq_dir / "cut_by_image.label").write_text(lines(seq.cut_by_image.tolist()), newline="\n")
-    (seq_dir / "meta_info.ini").write_text(
-        "[METAINFO]\n" + "".join(f"{k}: {v}\n" for k, v in seq.meta.items()), newline="\n")
-    jsonl_dir = Path(ann_dir) / name
-    jsonl_dir.mkdir(parents=True, exist_ok=True)
-    (jsonl_dir / f"{name}.jsonl").write_text(lines(json.dumps(r) for r in seq.records()), newline="\n")
-
-
-
-def generate_dataset(out_dir: str | Path, sequences: int = 20, frames: int = 60, seed: int = 0,
-                     test_fraction: float = 0.25, size: tuple[int, int] = (320, 240), *,
-                     overwrite: bool = False, events: Mapping[str, Sequence[Event]] | None = None) -> dict:
-    """Write a synthetic maritime dataset in GOT-10k / MVTD layout and return a summary.
-
-    Args:
-        out_dir: output folder; must be empty or missing unless ``overwrite``, which replaces only
-            :data:`GENERATED` entries and leaves anything else in the folder alone.
-        sequences, frames: number of sequences and frames per sequence.
-        seed: seeds everything; the same arguments give byte-identical files.
-        test_fraction: share of sequences in ``test`` (round(N * f), at least 1 when N >= 2).
-        size: frame size (W, H).
-        events: optional ``{sequence name: [Event, ...]}`` replacing the planned events of those
-            sequences (appearance and motion stay as seeded).
-
-    Returns:
-        ``{"out_dir", "seed", "sequences", "frames", "size", "test_fraction", "splits": {"train": [...],
-        "test": [...]}, "events": {name: [[kind, start, end], ...]}, "flag_counts": {kind: frames},
-        "class_counts": {class name: frames}, "absent_frames"}``.
-    """
-    width, height = _check_size(size)
-    check_dataset_counts(sequences, frames, test_fraction)
-    plans = plan_dataset(sequences, frames, seed, test_fraction)
-    if events:
-        known = {p.name for p, _ in plans}
-        unknown = sorted(set(events) - known)
-        if unknown:
-            raise ValueError(f"events given for unknown sequences {unknown}; names are {sorted(known)}")
-        plans = [(SequencePlan(p.name, p.object_class, tuple(events[p.name]), p.seed) if p.name in events else p, s)
-                 for p, s in plans]
-        for plan, _ in plans:
-            check_plan(plan, frames)
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"{out} exists and is not a directory")
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{out} is not empty; pass overwrite=True to replace the generated dataset")
-        for entry in GENERATED:
-            path = out / entry
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-    for split in ("train", "test"):
-        (out / split).mkdir(parents=True, exist_ok=True)
-    ann_dir = out / "cls_annotations"
-    ann_dir.mkdir(parents=True, exist_ok=True)
-    splits: dict[str, list[str]] = {"train": [], "test": []}
-    flag_counts = {k: 0 for k in EVENT_TYPES}
-    class_counts = {name: 0 for name in CHALLENGE_NAMES}
-    absent = 0
-    for n, (plan, split) in enumerate(plans, 1):
-        seq = render_sequence(plan, frames, (width, height))
-        write_sequence(seq, out / split, ann_dir)
-        splits[split].append(plan.name)
-        for k in EVENT_TYPES:
-            flag_counts[k] += int(seq.flags[k].sum())
-        for c in seq.labels():
-            class_counts[CHALLENGE_NAMES[c]] += 1
-        absent += int(seq.absence.sum())
-        logger.info("[%d/%d] %s (%s): %s", n, len(plans), plan.name, split, seq.meta["synthetic_events"])
-    for split, names in splits.items():
-        (out / split / "list.txt").write_text("".join(f"{name}\n" for name in names), newline="\n")
-    summary = {
-        "out_dir": str(out), "seed": seed, "sequences": sequences, "frames": frames, "size": (width, height),
-        "test_fraction": test_fraction, "splits": splits,
-        "events": {p.name: [[e.kind, e.start, e.end] for e in p.events] for p, _ in plans},
-        "flag_counts": flag_counts, "class_counts": class_counts, "absent_frames": absent,
-    }
-    _write_readme(out / "README.txt", summary)
-    return summary
-
-
-def _write_readme(path: Path, summary: dict) -> None:
-    width, height = summary["size"]
-    total = summary["sequences"] * summary["frames"]
-    n_train, n_test = len(summary["splits"]["train"]), len(summary["splits"]["test"])
-    classes = "\n".join(f"  {i} {name}: {summary['class_counts'][name]} frames"
-                        for i, name in enumerate(CHALLENGE_NAMES))
-    text = f"""Synthetic maritime tracking dataset (HIPTrack-CLS embedded default)
-
-Generated by lib.synthetic.maritime.generate_dataset (tracking/make_synthetic_dataset.py) with
-  seed={summary['seed']} sequences={summary['sequences']} frames={summary['frames']} size={width}x{height}
-  test_fraction={summary['test_fraction']}
-The same arguments reproduce every file byte for byte.
-
-Layout (GOT-10k / MVTD):
-  train/list.txt, test/list.txt             sequence names ({n_train} train, {n_test} test)
-  <split>/<seq>/00000001.jpg ...            JPEG frames (quality 90)
-  <split>/<seq>/groundtruth.txt             x,y,w,h per frame: visible part of the target, clipped to the image
-  <split>/<seq>/absence.label               1 = target not visible (box kept from the last visible frame)
-  <split>/<seq>/cover.label                 visible fraction, 0 = none ... 8 = fully visible (GOT-10k bins)
-  <split>/<seq>/cut_by_image.label          1 = target crosses the image border
-  <split>/<seq>/meta_info.ini               [METAINFO]: object_class, resolution, events, ...
-  cls_annotations/<seq>/<seq>.jsonl         per-frame challenge flags and ground_truth_bbox [x1, y1, x2, y2]
-
-One target vessel per sequence (ship, boat, sailboat or USV in a distinctive colour) on animated
-water, with 1-3 scripted challenge events rendered into the pixels. VLM flags mark the frames
-where an event is rendered; CV flags follow the rules scale sqrt(area/area0) outside [0.7, 1.4],
-shorter side < 24 px or area < 900 px², and box RMS contrast < ring RMS contrast / 1.1.
-
-Frames per challenge class (first VLM flag in priority order, else the first CV flag, else Normal),
-{total} frames in all:
-{classes}
-"""
-    path.write_text(text, newline="\n")
