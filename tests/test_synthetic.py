@@ -2,21 +2,21 @@
 from __future__ import annotations
 
 import configparser
+import hashlib
 import json
 import math
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from lib.synthetic.maritime import (
+from lib.synthetic import (
     CHALLENGE_NAMES,
-    CV_KEYS,
     EVENT_TYPES,
-    VLM_KEYS,
     Event,
     SequencePlan,
     generate_dataset,
@@ -27,12 +27,16 @@ from lib.synthetic.maritime import (
     rms_contrast,
     split_sizes,
 )
+from lib.synthetic.labels import CV_KEYS, VLM_KEYS
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "tracking" / "make_synthetic_dataset.py"
 SIZE = (192, 144)
 FRAMES = 24
 LABEL_FILES = ("groundtruth.txt", "absence.label", "cover.label", "cut_by_image.label", "meta_info.ini")
+MANIFEST = REPO / "tests" / "data" / "synthetic_manifest.json"
+# small, yet every event kind and every flag occurs, in a train and a test split
+MANIFEST_ARGS = dict(sequences=4, frames=24, seed=3, size=(128, 96))
 
 
 @pytest.fixture(scope="module")
@@ -186,6 +190,43 @@ def test_generation_is_byte_identical_for_a_seed(tmp_path):
         return next(root.glob("*/1-Ship/00000001.jpg")).read_bytes()
 
     assert first_frame(tmp_path / "c") != first_frame(tmp_path / "a")
+
+
+def file_hashes(root: Path) -> dict[str, str]:
+    """sha256 of every file under ``root``, keyed by its relative POSIX path, in sorted order."""
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def build_versions() -> dict[str, str]:
+    """The libraries whose float kernels and JPEG encoder decide the image bytes."""
+    return {"numpy": np.__version__, "opencv": cv2.__version__}
+
+
+def write_synthetic_manifest(path: Path = MANIFEST) -> None:
+    """Regenerate the manifest, only when the generator's output is meant to change:
+    ``PYTHONPATH=. python -c "from tests.test_synthetic import write_synthetic_manifest as w; w()"``."""
+    with tempfile.TemporaryDirectory() as scratch:
+        generate_dataset(scratch, **MANIFEST_ARGS)
+        files = file_hashes(Path(scratch))
+    manifest = {"arguments": {**MANIFEST_ARGS, "size": list(MANIFEST_ARGS["size"])}, **build_versions(),
+                "files": files}
+    path.write_text(json.dumps(manifest, indent=1) + "\n", newline="\n")
+
+
+def test_generation_matches_the_committed_manifest(tmp_path):
+    """Every file is byte-identical to the recorded output: the guard for refactoring the generator."""
+    manifest = json.loads(MANIFEST.read_text())
+    assert manifest["arguments"] == {**MANIFEST_ARGS, "size": list(MANIFEST_ARGS["size"])}
+    recorded = {k: manifest[k] for k in build_versions()}
+    if recorded != build_versions():
+        pytest.skip(f"manifest recorded with {recorded}, installed {build_versions()}: "
+                    "image bytes may differ between builds")
+    generate_dataset(tmp_path, **MANIFEST_ARGS)
+    hashes = file_hashes(tmp_path)
+    assert sorted(hashes) == sorted(manifest["files"]), "a different set of files"
+    changed = [rel for rel, digest in hashes.items() if manifest["files"][rel] != digest]
+    assert not changed, f"{len(changed)} of {len(hashes)} files differ from the manifest, e.g. {changed[:5]}"
 
 
 def test_refuses_non_empty_dir_and_overwrite_keeps_other_files(tmp_path):

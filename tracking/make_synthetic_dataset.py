@@ -2,7 +2,7 @@
 
     python tracking/make_synthetic_dataset.py --out data/synthetic_maritime --sequences 40 --frames 60 --seed 0
 
-The same arguments always give byte-identical files. See ``lib/synthetic/maritime.py`` for the
+The same arguments always give byte-identical files. See ``lib/synthetic/__init__.py`` for the
 layout, the label rules and the scripted challenge events.
 """
 from __future__ import annotations
@@ -13,7 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-from lib.synthetic.maritime import CHALLENGE_NAMES, GENERATED, MIN_SIZE, generate_dataset
+from lib.synthetic.labels import CHALLENGE_NAMES
+from lib.synthetic.render import MIN_SIZE
+from lib.synthetic.writer import GENERATED, generate_dataset
 
 logger = logging.getLogger("make_synthetic_dataset")
 
