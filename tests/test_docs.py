@@ -104,7 +104,8 @@ def test_relative_links_resolve(path):
         file_part, _, anchor = target.partition("#")
         linked = (path.parent / file_part).resolve() if file_part else path
         if not linked.exists():
-            broken.append(f"{target}: no such file {linked.relative_to(REPO) if linked.is_relative_to(REPO) else linked}")
+            shown = linked.relative_to(REPO) if linked.is_relative_to(REPO) else linked
+            broken.append(f"{target}: no such file {shown}")
         elif anchor and linked.suffix == ".md" and anchor not in anchors(linked):
             broken.append(f"{target}: no heading with anchor #{anchor} in {linked.relative_to(REPO)}")
     assert not broken, f"broken links in {path.relative_to(REPO)}:\n  " + "\n  ".join(broken)
@@ -115,5 +116,6 @@ def test_readme_quick_start_matches_ci():
     ci_commands = [line.strip() for line in (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines()
                    if line.strip() and not line.lstrip().startswith("#")]
     assert ci_commands[-1] == "python -m pytest -q"
-    assert re.search(r"^pip install -r requirements\.txt -e \. && python tracking/quickstart\.py(\s|$)", readme, re.M)
-    assert re.search(r"^python -m pytest -q(\s|$)", readme, re.M)
+    quick_start = r"^pip install -r requirements\.txt -e \. && python tracking/quickstart\.py(\s|$)"
+    assert re.search(quick_start, readme, re.MULTILINE)
+    assert re.search(r"^python -m pytest -q(\s|$)", readme, re.MULTILINE)
