@@ -2,14 +2,17 @@
 
     python tracking/show_config.py hiptrack_tiny --opts MODEL.MAX_MEM=10
     python tracking/show_config.py --keys          # every key with its default and comment
+    python tracking/show_config.py --reference docs/config_reference.md   # regenerate the Markdown reference
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from lib.config.hiptrack import get_default_config, load_config, resolve_experiment_config
 from lib.config.node import ConfigError, describe
+from lib.config.reference import config_reference_markdown
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,7 +21,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="experiment name under experiments/hiptrack/ or a YAML path")
     parser.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE", help="overrides, e.g. TRAIN.LR=1e-5")
     parser.add_argument("--keys", action="store_true", help="list every key with its default and comment")
+    parser.add_argument("--reference", type=Path, default=None, metavar="FILE",
+                        help="write the Markdown reference of every key and legacy key to FILE "
+                             "(docs/config_reference.md)")
     args = parser.parse_args(argv)
+    if args.reference is not None:
+        try:
+            args.reference.parent.mkdir(parents=True, exist_ok=True)
+            args.reference.write_text(config_reference_markdown(), encoding="utf-8", newline="\n")
+        except OSError as e:
+            print(f"error: cannot write {args.reference}: {e}", file=sys.stderr)
+            return 2
+        print(f"wrote {args.reference}")
+        return 0
     if args.keys:
         for dotted, default, comment in describe(get_default_config()):
             print(f"{dotted} = {default!r}  # {comment}")

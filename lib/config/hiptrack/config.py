@@ -38,19 +38,21 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 EXPERIMENTS_DIR = REPO_ROOT / "experiments"
 
 _MODEL = {
-    "PRETRAIN_FILE": Key("", "checkpoint to initialise from: a file path, or a name looked up in "
-                             "pretrained/ or $HIPTRACK_PRETRAINED_DIR; empty = random init"),
+    "PRETRAIN_FILE": Key("", "weights to start training from: a file path, or a name looked up in "
+                             "$HIPTRACK_PRETRAINED_DIR, then pretrained/; empty = random init; "
+                             "not used when testing"),
     "NEW_HIP": Key(True, "use the historical prompt network; must be True "
                          "(the original crashes with False)"),
-    "MAX_MEM": Key(150, "historical memory capacity in frames"),
+    "MAX_MEM": Key(150, "historical memory bank capacity in frames (tracking keeps the newest N)"),
     "HIDDEN_DIM": Key(768, "channels of the backbone features that the heads read; must equal the "
                            "embed dim of BACKBONE.TYPE (768 ViT-B, 1024 ViT-L, 64 vit_tiny_test_ce)"),
     "CLS_HEAD": {
-        "ENABLED": Key(False, "add the maritime-challenge classification head (HIPTrack-CLS)"),
+        "ENABLED": Key(False, "add the maritime-challenge classification head (HIPTrack-CLS); "
+                              "False = plain HIPTrack"),
         "NUM_CLASSES": Key(NUM_CLASSES, "challenge classes; must equal the vocabulary of lib/challenges.py "
                                         "(0 Occlusion ... 9 Normal)"),
         "HIDDEN_DIM": Key(512, "hidden width of the classification MLP"),
-        "DROPOUT": Key(0.1, "dropout after the hidden layer of the classification MLP"),
+        "DROPOUT": Key(0.1, "dropout after the hidden layer of the classification MLP, in [0, 1)"),
         "FUSION": Key(False, "add a projection of the classification features to the map the box head "
                              "reads (boxes then depend on the head); False = box path exactly HIPTrack's"),
         "STEM_FEATURES": Key(False, "also feed the head the pooled HIP memory-encoder stem of the search crop "
@@ -65,10 +67,11 @@ _MODEL = {
         "SEP_SEG": Key(False, "separate segment embeddings for template/search; "
                               "must be False (not implemented)"),
         "CE_LOC": Key([], "block indices (0-based, increasing) that apply candidate elimination; "
-                          "empty = no elimination", elem_type=int),
-        "CE_KEEP_RATIO": Key([], "fraction of search tokens kept at each CE_LOC block, in (0, 1]",
-                             elem_type=float),
-        "CE_TEMPLATE_RANGE": Key("CTR_POINT", "template tokens that score search tokens for elimination",
+                          "empty = no elimination (shipped ViT-B configs: [3, 6, 9])", elem_type=int),
+        "CE_KEEP_RATIO": Key([], "fraction of search tokens kept at each CE_LOC block, in (0, 1] "
+                                 "(shipped ViT-B configs: [0.7, 0.7, 0.7])", elem_type=float),
+        "CE_TEMPLATE_RANGE": Key("CTR_POINT", "template tokens that score search tokens for elimination: "
+                                              "CTR_POINT = the template's centre token, ALL = every one",
                                  choices=("ALL", "CTR_POINT")),
     },
     "HEAD": {
@@ -78,38 +81,42 @@ _MODEL = {
     "HIP": {
         "KEY_DIM": Key(64, "channels of the historical memory keys"),
         "STEM_WIDTH": Key(64, "channels of the memory encoder's first stem stage (stages w, w, 2w, 4w); "
-                              "64 = ResNet-18, as released checkpoints and ENCODER_PRETRAINED need"),
-        "ENCODER_PRETRAINED": Key("", "torchvision ResNet-18 ImageNet state dict for the memory "
-                                      "encoder stem; empty = random init"),
+                              "64 = ResNet-18, as released checkpoints and ENCODER_PRETRAINED need; "
+                              "smaller values make tiny CPU configs cheaper"),
+        "ENCODER_PRETRAINED": Key("", "torchvision ResNet-18 ImageNet state dict for the memory-encoder "
+                                      "stem, looked up like PRETRAIN_FILE (needs STEM_WIDTH 64); empty = "
+                                      "random init; overwritten when PRETRAIN_FILE is a HIPTrack checkpoint"),
     },
 }
 
 _TRAIN = {
-    "LR": Key(1e-4, "base learning rate (AdamW)"),
+    "LR": Key(1e-4, "base learning rate (AdamW) of single-stage training; TWO_STAGE uses "
+                    "STAGE1_LR / STAGE2_LR"),
     "WEIGHT_DECAY": Key(1e-4, "AdamW weight decay"),
-    "EPOCH": Key(100, "number of training epochs"),
+    "EPOCH": Key(100, "number of training epochs (epochs are counted from 1)"),
     "LR_DROP_EPOCH": Key(80, "step scheduler: multiply the LR by SCHEDULER.DECAY_RATE "
                              "every this many epochs"),
     "BATCH_SIZE": Key(16, "training batch size per process"),
-    "NUM_WORKER": Key(8, "data loader worker processes per training process"),
+    "NUM_WORKER": Key(8, "data loader worker processes per training process; 0 = load in the main process"),
     "OPTIMIZER": Key("ADAMW", "optimiser", choices=("ADAMW",)),
     "BACKBONE_MULTIPLIER": Key(0.1, "LR multiplier for backbone parameters when they are trained"),
-    "GIOU_WEIGHT": Key(2.0, "weight of the GIoU box loss"),
+    "GIOU_WEIGHT": Key(2.0, "weight of the GIoU box loss (the focal location loss has weight 1)"),
     "L1_WEIGHT": Key(5.0, "weight of the L1 box loss"),
-    "FREEZE_BACKBONE": Key(True, "freeze the whole ViT backbone, as the original does"),
-    "FREEZE_LAYERS": Key([], "indices of backbone blocks to freeze when FREEZE_BACKBONE is False",
-                         elem_type=int),
-    "SEED": Key(42, "random seed of a run (the command line's --seed overrides it)"),
+    "FREEZE_BACKBONE": Key(True, "single stage: freeze the whole ViT backbone, as the original does"),
+    "FREEZE_LAYERS": Key([], "ViT block indices kept frozen whenever the backbone trains "
+                             "(block 0 also freezes the embeddings)", elem_type=int),
+    "SEED": Key(42, "random seed of a run (the command line's --seed overrides it); "
+                    "each rank uses seed + rank"),
     "SAVE_INTERVAL": Key(1, "write a checkpoint every this many epochs (the last epoch always)"),
     "KEEP_CHECKPOINTS": Key(0, "keep only the newest N epoch checkpoints; 0 = keep all"),
     "MAX_NONFINITE_STEPS": Key(10, "stop after this many consecutive NaN / inf losses (each is skipped)"),
     "PRINT_INTERVAL": Key(50, "log training statistics every this many iterations"),
     "VAL_EPOCH_INTERVAL": Key(20, "run validation every this many epochs"),
     "GRAD_CLIP_NORM": Key(0.1, "max gradient norm for clipping; 0 disables clipping"),
-    "AMP": Key(False, "mixed-precision training (torch.autocast + GradScaler)"),
+    "AMP": Key(False, "mixed-precision training: fp16 autocast + GradScaler on CUDA, bf16 autocast on CPU"),
     "CE_START_EPOCH": Key(20, "epoch at which the candidate-elimination keep ratio starts to decrease"),
     "CE_WARM_EPOCH": Key(80, "epochs over which the keep ratio decreases from 1 to CE_KEEP_RATIO"),
-    "DROP_PATH_RATE": Key(0.1, "stochastic depth rate of the ViT backbone"),
+    "DROP_PATH_RATE": Key(0.1, "stochastic depth rate of the ViT backbone (training only)"),
     "CLS_WEIGHT": Key(0.1, "weight of the classification loss in the total loss"),
     "CLS_LOSS_TYPE": Key("CE", "classification loss: CE, FOCAL or LABEL_SMOOTH",
                          choices=("CE", "FOCAL", "LABEL_SMOOTH")),
@@ -119,7 +126,8 @@ _TRAIN = {
     "CLS_CLASS_WEIGHTS": Key([], "per-class loss weights (NUM_CLASSES entries); empty = all 1",
                              elem_type=float),
     "FREEZE_CLS_EPOCH": Key(-1, "freeze the classification head from this epoch on; -1 = never"),
-    "TWO_STAGE": Key(False, "stage 1 trains the classification head, stage 2 fine-tunes everything"),
+    "TWO_STAGE": Key(False, "stage 1 trains the classification head, stage 2 fine-tunes everything "
+                            "(needs MODEL.CLS_HEAD.ENABLED)"),
     "STAGE1_EPOCHS": Key(30, "TWO_STAGE: epochs of stage 1"),
     "STAGE1_LR": Key(1e-3, "TWO_STAGE: learning rate of stage 1"),
     "STAGE2_EPOCHS": Key(20, "TWO_STAGE: epochs of stage 2 (EPOCH must be STAGE1_EPOCHS + STAGE2_EPOCHS)"),
@@ -130,7 +138,8 @@ _TRAIN = {
         "TYPE": Key("step", "LR scheduler: step (StepLR every LR_DROP_EPOCH) or Mstep (MultiStepLR)",
                     choices=("step", "Mstep")),
         "DECAY_RATE": Key(0.1, "step scheduler: LR multiplier applied every LR_DROP_EPOCH epochs"),
-        "MILESTONES": Key([], "Mstep scheduler: epochs at which the LR is multiplied by GAMMA",
+        "MILESTONES": Key([], "Mstep scheduler (required there): epochs at which the LR is multiplied "
+                              "by GAMMA",
                           elem_type=int),
         "GAMMA": Key(0.1, "Mstep scheduler: LR multiplier at each milestone"),
     },
@@ -140,10 +149,11 @@ _TRAIN = {
 def _data_split(datasets: str, samples: int) -> dict[str, Key]:
     """Keys of a DATA.TRAIN / DATA.VAL split."""
     return {
-        "DATASETS_NAME": Key([datasets], "datasets to sample sequences from"),
+        "DATASETS_NAME": Key([datasets], "datasets to sample sequences from (names: docs/data.md, "
+                                         "Dataset names)"),
         "DATASETS_RATIO": Key([1.0], "relative sampling weight of each dataset "
                                      "(same length as DATASETS_NAME)"),
-        "SAMPLE_PER_EPOCH": Key(samples, "samples drawn per epoch"),
+        "SAMPLE_PER_EPOCH": Key(samples, "samples drawn per epoch, over all processes together"),
         "CLS_ANN_DIR": Key("", "folder of challenge labels <dir>/<seq>/<seq>.jsonl; empty = unlabeled "
                                "(frames get the ignore label -100)"),
     }
@@ -154,21 +164,25 @@ def _crop(
 ) -> dict[str, Key]:
     """Keys of a DATA.SEARCH / DATA.TEMPLATE crop."""
     return {
-        "SIZE": Key(size, f"{what} crop side in pixels; a multiple of MODEL.BACKBONE.STRIDE"),
+        "SIZE": Key(size, f"{what} crop side in pixels; a multiple of MODEL.BACKBONE.STRIDE; "
+                          f"must equal TEST.{what.upper()}_SIZE"),
         "FACTOR": Key(factor, f"{what} crop side relative to sqrt(target w * h)"),
         "CENTER_JITTER": Key(center_jitter, f"{what} crop centre jitter (training augmentation)"),
         "SCALE_JITTER": Key(scale_jitter, f"{what} crop scale jitter (training augmentation)"),
-        "NUMBER": Key(number, f"{what} frames per training sample"),
+        "NUMBER": Key(number, f"{what} frames per training sample"
+                              + ("; the causal sampler needs exactly 1" if what == "template" else "")),
     }
 
 
 _DATA = {
-    "SAMPLER_MODE": Key("causal", "frame sampling: causal = template first, then increasing frame ids",
+    "SAMPLER_MODE": Key("causal", "frame sampling: causal = template first, then increasing frame ids "
+                                  "(the clip is reversed with probability 0.5)",
                         choices=("causal",)),
-    "MEAN": Key([0.485, 0.456, 0.406], "RGB normalisation mean"),
-    "STD": Key([0.229, 0.224, 0.225], "RGB normalisation std"),
+    "MEAN": Key([0.485, 0.456, 0.406], "RGB normalisation mean (ImageNet; training and tracking)"),
+    "STD": Key([0.229, 0.224, 0.225], "RGB normalisation std (ImageNet; training and tracking)"),
     "MAX_SAMPLE_INTERVAL": Key(70, "max frame gap between consecutive sampled frames"),
-    "MIN_SEQUENCE_LENGTH": Key(20, "sequences with fewer frames are never sampled (the original's rule)"),
+    "MIN_SEQUENCE_LENGTH": Key(20, "sequences with fewer frames are never sampled (the original's rule; "
+                                   "lower it for short generated sequences)"),
     "TRAIN": _data_split("GOT10K_train_full", 60000),
     "VAL": _data_split("GOT10K_official_val", 10000),
     "SEARCH": _crop(384, 5.0, 4.5, 0.5, 5, "search"),
@@ -180,7 +194,7 @@ _TEST = {
     "TEMPLATE_SIZE": Key(192, "template crop side at inference; must equal DATA.TEMPLATE.SIZE"),
     "SEARCH_FACTOR": Key(5.0, "search crop side relative to sqrt(target w * h) at inference"),
     "SEARCH_SIZE": Key(384, "search crop side at inference; must equal DATA.SEARCH.SIZE"),
-    "EPOCH": Key(100, "checkpoint epoch to test"),
+    "EPOCH": Key(100, "checkpoint epoch tracking/test.py loads unless given --epoch or --checkpoint"),
     "UPDATE_INTERVAL": Key(20, "after warm-up, write a frame to the historical memory every N frames"),
     "WARMUP_FRAMES": Key(10, "frames 1..N read only the template memory, as the original"),
     "WARMUP_WRITE_FRAMES": Key([5, 10], "frames written to memory during warm-up, "
