@@ -14,7 +14,6 @@ setup(
         "numpy",
         "opencv-python-headless",
         "pyyaml",
-        "easydict",
         "tensorboard",
         "tqdm",
         "matplotlib",

@@ -23,8 +23,10 @@ from lib.config.node import (
     ConfigError,
     FrozenConfigError,
     Key,
+    LegacyKey,
     describe,
     iter_leaves,
+    merge_dict,
     merge_opts,
     merge_yaml,
 )
@@ -239,8 +241,6 @@ def test_opts_reject_a_plain_string() -> None:
         (["MODEL.BACKBONE.CE_LOC=[3]", "MODEL.BACKBONE.CE_KEEP_RATIO=[1.5]"],
          ["MODEL.BACKBONE.CE_KEEP_RATIO"]),
         (["MODEL.BACKBONE.CE_LOC=[3]", "MODEL.BACKBONE.CE_KEEP_RATIO=[0]"], ["MODEL.BACKBONE.CE_KEEP_RATIO"]),
-        (["MODEL.NEW_HIP=False"], ["MODEL.NEW_HIP"]),
-        (["MODEL.BACKBONE.SEP_SEG=True"], ["MODEL.BACKBONE.SEP_SEG"]),
         (["MODEL.MAX_MEM=0"], ["MODEL.MAX_MEM"]),
         (["MODEL.HIP.STEM_WIDTH=0"], ["MODEL.HIP.STEM_WIDTH"]),
         (["MODEL.HIP.STEM_WIDTH=16", "MODEL.HIP.ENCODER_PRETRAINED=resnet18.pth"],
@@ -334,7 +334,7 @@ def test_legacy_ignore_key_warns_and_is_dropped(tmp_path: Path, caplog: pytest.L
     assert "the causal sampler uses DATA.MAX_SAMPLE_INTERVAL" in text
 
 
-@pytest.mark.parametrize("key", [k for k, (action, _) in LEGACY_KEYS.items() if action == "ignore"])
+@pytest.mark.parametrize("key", [k for k, entry in LEGACY_KEYS.items() if entry.action == "ignore"])
 def test_every_ignored_legacy_key_is_accepted(key: str, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
         merge_opts(get_default_config(), [f"{key}=0"])
@@ -346,7 +346,7 @@ def test_bottleneck_dim_raises_with_migration_text(tmp_path: Path) -> None:
     with pytest.raises(ValueError) as info:
         load_config(path)
     assert "exp.yaml" in str(info.value)
-    assert LEGACY_KEYS["MODEL.BOTTLENECK_DIM"][1] in str(info.value)
+    assert LEGACY_KEYS["MODEL.BOTTLENECK_DIM"].message in str(info.value)
     assert "Delete the key; enable fusion with MODEL.CLS_HEAD.FUSION: True." in str(info.value)
 
 
@@ -398,7 +398,14 @@ def test_key_declaration_checks() -> None:
         Key("c", "default outside the choices", choices=("a", "b"))
     assert Key([], "ok", elem_type=int).type_name == "list[int]"
     with pytest.raises(TypeError):
-        CfgNode({"A": Key(1, "a")}, legacy_keys={"A": ("ignore", "clash with a valid key")})
+        CfgNode({"A": Key(1, "a")}, legacy_keys={"A": LegacyKey("ignore", "clash with a valid key")})
+    with pytest.raises(TypeError):
+        CfgNode({"A": Key(1, "a")}, legacy_keys={"B": ("ignore", "a plain tuple")})
+    with pytest.raises(TypeError):
+        CfgNode({"A": Key(1, "a")}, legacy_keys={"B": LegacyKey("renamed", "to a key that does not exist",
+                                                                    new_key="C")})
+    with pytest.raises(TypeError):
+        LegacyKey("drop", "unknown action")
 
 
 # -- experiment lookup --------------------------------------------------------------------
@@ -419,3 +426,34 @@ def test_resolve_experiment_config(tmp_path: Path) -> None:
 def test_num_classes_must_match_the_challenge_vocabulary() -> None:
     with pytest.raises(ConfigError, match=r"MODEL.CLS_HEAD.NUM_CLASSES must be 10.*Occlusion.*Normal\); got 5"):
         load_config(opts=["MODEL.CLS_HEAD.NUM_CLASSES=5"])
+
+
+@pytest.mark.parametrize("key,value,other", [("MODEL.NEW_HIP", True, False), ("MODEL.BACKBONE.SEP_SEG", False, True),
+                                             ("MODEL.BACKBONE.CAT_MODE", "direct", "concat"),
+                                             ("MODEL.HEAD.TYPE", "CENTER", "CORNER"), ("TRAIN.OPTIMIZER", "ADAMW", "SGD"),
+                                             ("DATA.SAMPLER_MODE", "causal", "trident")])
+def test_single_value_legacy_keys_accept_only_that_value(key: str, value: object, other: object) -> None:
+    assert load_config(opts=[f"{key}={value}"]) == load_config()
+    with pytest.raises(ConfigError, match=rf"key '{key}' = .* is not supported: "):
+        load_config(opts=[f"{key}={other}"])
+
+
+def test_renamed_legacy_key_moves_its_value(caplog: pytest.LogCaptureFixture) -> None:
+    schema = {"NEW": {"MODE": Key("a", "mode", choices=("a", "b"))}}
+    legacy = {"NEW.FLAG": LegacyKey("renamed", "use NEW.MODE", new_key="NEW.MODE",
+                                    convert=lambda flag: "b" if flag else "a")}
+    with caplog.at_level(logging.WARNING):
+        cfg = merge_opts(CfgNode(schema, legacy_keys=legacy), ["NEW.FLAG=True"])
+    assert cfg.NEW.MODE == "b" and "NEW.FLAG" in caplog.text and "deprecated" in caplog.text
+    with pytest.raises(ConfigError, match="NEW.MODE"):  # the converted value is checked like any other
+        merge_dict(CfgNode(schema, legacy_keys={"NEW.FLAG": LegacyKey("renamed", "x", new_key="NEW.MODE")}),
+                   {"NEW": {"FLAG": "c"}})
+
+
+def test_test_crop_sizes_follow_the_data_sizes_unless_set() -> None:
+    cfg = load_config(opts=["DATA.SEARCH.SIZE=256", "DATA.TEMPLATE.SIZE=128"])
+    assert (cfg.TEST.SEARCH_SIZE, cfg.TEST.TEMPLATE_SIZE) == (256, 128)
+    assert get_default_config().TEST.SEARCH_SIZE == 0  # 0 = derived
+    assert config_from_dict(get_default_config().to_dict()).TEST.SEARCH_SIZE == 384
+    with pytest.raises(ConfigError, match="TEST.SEARCH_SIZE"):
+        load_config(opts=["DATA.SEARCH.SIZE=256", "TEST.SEARCH_SIZE=384"])

@@ -14,10 +14,10 @@ import copy
 import difflib
 import logging
 import os
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, ClassVar, Union
 
 import yaml
 
@@ -30,6 +30,7 @@ __all__ = [
     "ConfigError",
     "FrozenConfigError",
     "Key",
+    "LegacyKey",
     "check_values",
     "describe",
     "iter_leaves",
@@ -40,7 +41,6 @@ __all__ = [
 ]
 
 _SCALAR_TYPES = (bool, int, float, str)
-_LEGACY_ACTIONS = ("ignore", "error")
 
 
 class ConfigError(ValueError):
@@ -109,11 +109,34 @@ Schema = Mapping[str, Union[Key, "Schema"]]
 
 
 @dataclass(frozen=True)
+class LegacyKey:
+    """A key that older configs may hold but the schema no longer has, and what merging does with it.
+
+    Actions: ``ignore`` (dropped with a warning), ``error`` (refused), ``fixed`` (the key had one
+    legal value, ``value``: that value is dropped with a note, any other is refused) and ``renamed``
+    (the value moves to ``new_key``, through ``convert`` when given, with a deprecation warning).
+    """
+    action: str
+    message: str
+    value: Any = None
+    new_key: str | None = None
+    convert: Callable[[Any], Any] | None = None
+
+    ACTIONS: ClassVar[tuple[str, ...]] = ("ignore", "error", "fixed", "renamed")
+
+    def __post_init__(self) -> None:
+        if self.action not in self.ACTIONS:
+            raise TypeError(f"legacy key action must be one of {self.ACTIONS}, got {self.action!r}")
+        if (self.action == "renamed") != (self.new_key is not None):
+            raise TypeError("a renamed legacy key, and only a renamed one, names its new_key")
+
+
+@dataclass(frozen=True)
 class _SchemaInfo:
     """State shared by every node of one config tree (never mutated after construction)."""
 
     root: Schema
-    legacy: Mapping[str, tuple[str, str]]
+    legacy: Mapping[str, LegacyKey]
     dotted_keys: tuple[str, ...]
 
 
@@ -128,7 +151,7 @@ class CfgNode(Mapping):
     def __init__(
         self,
         schema: Schema,
-        legacy_keys: Mapping[str, tuple[str, str]] | None = None,
+        legacy_keys: Mapping[str, LegacyKey] | None = None,
         *,
         _info: _SchemaInfo | None = None,
         _prefix: str = "",
@@ -242,15 +265,16 @@ class CfgNode(Mapping):
         return _unknown_key_message(f"{self._prefix}{name}", self._info.dotted_keys)
 
 
-def _build_info(schema: Schema, legacy: Mapping[str, tuple[str, str]]) -> _SchemaInfo:
+def _build_info(schema: Schema, legacy: Mapping[str, LegacyKey]) -> _SchemaInfo:
     """Check the schema and the legacy table once, and precompute every valid dotted key."""
     dotted = tuple(name for name, _ in _walk_schema(schema))
     for key, entry in legacy.items():
         if key in dotted:
             raise TypeError(f"legacy key '{key}' is also a valid key")
-        if len(entry) != 2 or entry[0] not in _LEGACY_ACTIONS:
-            raise TypeError(f"legacy key '{key}': expected (action, message) with action "
-                            f"in {_LEGACY_ACTIONS}")
+        if not isinstance(entry, LegacyKey):
+            raise TypeError(f"legacy key '{key}': expected a LegacyKey, got {type(entry).__name__}")
+        if entry.new_key is not None and entry.new_key not in dotted:
+            raise TypeError(f"legacy key '{key}' is renamed to '{entry.new_key}', which is no valid key")
     return _SchemaInfo(root=schema, legacy=dict(legacy), dotted_keys=dotted)
 
 
@@ -404,7 +428,7 @@ def merge_dict(cfg: CfgNode, overrides: Mapping[str, Any], source: str = "overri
     if not isinstance(overrides, Mapping):
         raise ConfigError(f"{source}: expected a mapping of sections, got {_describe_value(overrides)}")
     updates: list[tuple[CfgNode, str, Any]] = []
-    _collect_updates(cfg, overrides, source, updates)
+    _collect_updates(cfg, overrides, source, updates, cfg)
     _apply_updates(cfg, updates)
     return cfg
 
@@ -429,7 +453,7 @@ def merge_opts(cfg: CfgNode, opts: Sequence[str]) -> CfgNode:
         nested: Any = value
         for part in reversed(dotted.strip().split(".")):
             nested = {part: nested}
-        _collect_updates(cfg, nested, source, updates)
+        _collect_updates(cfg, nested, source, updates, cfg)
     _apply_updates(cfg, updates)
     return cfg
 
@@ -443,14 +467,19 @@ def _apply_updates(cfg: CfgNode, updates: list[tuple[CfgNode, str, Any]]) -> Non
 
 
 def _collect_updates(
-    node: CfgNode, overrides: Mapping[str, Any], source: str, updates: list[tuple[CfgNode, str, Any]]
+    node: CfgNode, overrides: Mapping[str, Any], source: str, updates: list[tuple[CfgNode, str, Any]],
+    root: CfgNode,
 ) -> None:
-    """Check ``overrides`` against ``node``'s schema and append ``(node, key, value)`` updates."""
+    """Check ``overrides`` against ``node``'s schema and append ``(node, key, value)`` updates.
+
+    ``root`` is the whole config, where a renamed legacy key's value goes."""
     for raw_name, value in overrides.items():
         name = str(raw_name)
         dotted = f"{node._prefix}{name}"
         if dotted in node._info.legacy:
-            _handle_legacy(dotted, node._info.legacy[dotted], source)
+            renamed = _handle_legacy(dotted, node._info.legacy[dotted], value, source)
+            if renamed is not None:
+                _collect_updates(root, renamed, source, updates, root)
             continue
         spec = node._specs.get(name)
         if spec is None:
@@ -460,7 +489,7 @@ def _collect_updates(
         elif value is None:  # a section whose entries are all commented out
             continue
         elif isinstance(value, Mapping):
-            _collect_updates(node._data[name], value, source, updates)
+            _collect_updates(node._data[name], value, source, updates, root)
         else:
             raise ConfigError(
                 f"{source}: key '{dotted}' is a section and expects a mapping, "
@@ -468,9 +497,24 @@ def _collect_updates(
             )
 
 
-def _handle_legacy(dotted: str, entry: tuple[str, str], source: str) -> None:
-    """Drop an 'ignore' legacy key with a warning, or raise for an 'error' one."""
-    action, message = entry
-    if action == "error":
-        raise ConfigError(f"{source}: key '{dotted}' is no longer supported. {message}")
-    logger.warning("%s: ignoring legacy key '%s': %s", source, dotted, message)
+def _handle_legacy(dotted: str, entry: LegacyKey, value: Any, source: str) -> dict | None:
+    """Apply a legacy key's action; returns the nested override of a renamed key's new key, else None."""
+    if entry.action == "error":
+        raise ConfigError(f"{source}: key '{dotted}' is no longer supported. {entry.message}")
+    if entry.action == "fixed":
+        if value != entry.value or type(value) is not type(entry.value):
+            raise ConfigError(f"{source}: key '{dotted}' = {_describe_value(value)} is not supported: "
+                              f"{entry.message}")
+        logger.info("%s: legacy key '%s' has its only supported value %r; it can be deleted", source, dotted,
+                    value)
+        return None
+    if entry.action == "renamed":
+        new_value = entry.convert(value) if entry.convert is not None else value
+        logger.warning("%s: key '%s' is deprecated, read as %s: %s (%s)", source, dotted, entry.new_key,
+                       _describe_value(new_value), entry.message)
+        nested: Any = new_value
+        for part in reversed(entry.new_key.split(".")):
+            nested = {part: nested}
+        return nested
+    logger.warning("%s: ignoring legacy key '%s': %s", source, dotted, entry.message)
+    return None

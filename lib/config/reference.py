@@ -13,13 +13,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lib.config.node import CfgNode, iter_leaves
+from lib.config.node import CfgNode, LegacyKey, iter_leaves
 
 __all__ = ["REGENERATE_COMMAND", "config_reference_markdown", "format_value"]
 
 REGENERATE_COMMAND = "python tracking/show_config.py --reference docs/config_reference.md"
 
-_LEGACY_ACTION_TEXT = {"ignore": "ignored, with a warning", "error": "refused: loading the config fails"}
+_LEGACY_ACTION_TEXT = {
+    "ignore": "ignored, with a warning",
+    "error": "refused: loading the config fails",
+    "fixed": "accepted only with {value}, then dropped; any other value is refused",
+    "renamed": "read as {new_key}, with a deprecation warning",
+}
 
 
 def format_value(value: Any) -> str:
@@ -52,14 +57,14 @@ def _escape_pipes(text: str) -> str:
 
 
 def config_reference_markdown(
-    cfg: CfgNode | None = None, legacy_keys: Mapping[str, tuple[str, str]] | None = None
+    cfg: CfgNode | None = None, legacy_keys: Mapping[str, LegacyKey] | None = None
 ) -> str:
     """Markdown reference of every config key and every legacy key.
 
     Args:
         cfg: a config whose schema is described; its current values are ignored, the schema
             defaults are shown. Default: the HIPTrack defaults (``get_default_config()``).
-        legacy_keys: ``{dotted_key: (action, message)}`` with action ``ignore`` or ``error``.
+        legacy_keys: ``{dotted_key: LegacyKey}``.
             Default: HIPTrack's ``LEGACY_KEYS``.
 
     Returns:
@@ -118,7 +123,8 @@ def config_reference_markdown(
         "| key | what happens | why |",
         "|---|---|---|",
     ]
-    for dotted, (action, message) in legacy_keys.items():
-        what = _LEGACY_ACTION_TEXT.get(action, action)
-        lines.append(f"| {_code(dotted)} | {what} | {_cell(message)} |")
+    for dotted, entry in legacy_keys.items():
+        what = _LEGACY_ACTION_TEXT[entry.action].format(value=_code(format_value(entry.value)),
+                                                        new_key=_code(str(entry.new_key)))
+        lines.append(f"| {_code(dotted)} | {what} | {_cell(entry.message)} |")
     return "\n".join(lines) + "\n"

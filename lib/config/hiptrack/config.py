@@ -17,6 +17,7 @@ from lib.config.node import (
     CfgNode,
     ConfigError,
     Key,
+    LegacyKey,
     check_values,
     merge_dict,
     merge_opts,
@@ -27,6 +28,7 @@ __all__ = [
     "EXPERIMENTS_DIR",
     "LEGACY_KEYS",
     "config_from_dict",
+    "derive_unset_keys",
     "get_default_config",
     "load_config",
     "resolve_experiment_config",
@@ -41,8 +43,6 @@ _MODEL = {
     "PRETRAIN_FILE": Key("", "weights to start training from: a file path, or a name looked up in "
                              "$HIPTRACK_PRETRAINED_DIR, then pretrained/; empty = random init; "
                              "not used when testing"),
-    "NEW_HIP": Key(True, "use the historical prompt network; must be True "
-                         "(the original crashes with False)"),
     "MAX_MEM": Key(150, "historical memory bank capacity in frames (tracking keeps the newest N)"),
     "HIDDEN_DIM": Key(768, "channels of the backbone features that the heads read; must equal the "
                            "embed dim of BACKBONE.TYPE (768 ViT-B, 1024 ViT-L, 64 vit_tiny_test_ce)"),
@@ -63,9 +63,6 @@ _MODEL = {
                     "backbone architecture (registered ViT with candidate elimination)",
                     choices=("vit_base_patch16_224_ce", "vit_large_patch16_224_ce", "vit_tiny_test_ce")),
         "STRIDE": Key(16, "patch size: pixels per token along each side"),
-        "CAT_MODE": Key("direct", "how template and search tokens are joined", choices=("direct",)),
-        "SEP_SEG": Key(False, "separate segment embeddings for template/search; "
-                              "must be False (not implemented)"),
         "CE_LOC": Key([], "block indices (0-based, increasing) that apply candidate elimination; "
                           "empty = no elimination (shipped ViT-B configs: [3, 6, 9])", elem_type=int),
         "CE_KEEP_RATIO": Key([], "fraction of search tokens kept at each CE_LOC block, in (0, 1] "
@@ -75,7 +72,6 @@ _MODEL = {
                                  choices=("ALL", "CTR_POINT")),
     },
     "HEAD": {
-        "TYPE": Key("CENTER", "box head type", choices=("CENTER",)),
         "NUM_CHANNELS": Key(256, "hidden channels of the center head"),
     },
     "HIP": {
@@ -98,7 +94,6 @@ _TRAIN = {
                              "every this many epochs"),
     "BATCH_SIZE": Key(16, "training batch size per process"),
     "NUM_WORKER": Key(8, "data loader worker processes per training process; 0 = load in the main process"),
-    "OPTIMIZER": Key("ADAMW", "optimiser", choices=("ADAMW",)),
     "BACKBONE_MULTIPLIER": Key(0.1, "LR multiplier for backbone parameters when they are trained"),
     "GIOU_WEIGHT": Key(2.0, "weight of the GIoU box loss (the focal location loss has weight 1)"),
     "L1_WEIGHT": Key(5.0, "weight of the L1 box loss"),
@@ -175,9 +170,6 @@ def _crop(
 
 
 _DATA = {
-    "SAMPLER_MODE": Key("causal", "frame sampling: causal = template first, then increasing frame ids "
-                                  "(the clip is reversed with probability 0.5)",
-                        choices=("causal",)),
     "MEAN": Key([0.485, 0.456, 0.406], "RGB normalisation mean (ImageNet; training and tracking)"),
     "STD": Key([0.229, 0.224, 0.225], "RGB normalisation std (ImageNet; training and tracking)"),
     "MAX_SAMPLE_INTERVAL": Key(70, "max frame gap between consecutive sampled frames"),
@@ -191,9 +183,11 @@ _DATA = {
 
 _TEST = {
     "TEMPLATE_FACTOR": Key(2.0, "template crop side relative to sqrt(target w * h) at inference"),
-    "TEMPLATE_SIZE": Key(192, "template crop side at inference; must equal DATA.TEMPLATE.SIZE"),
+    "TEMPLATE_SIZE": Key(0, "template crop side at inference; 0 = DATA.TEMPLATE.SIZE, the only other "
+                            "legal value (the position embeddings are built for one size)"),
     "SEARCH_FACTOR": Key(5.0, "search crop side relative to sqrt(target w * h) at inference"),
-    "SEARCH_SIZE": Key(384, "search crop side at inference; must equal DATA.SEARCH.SIZE"),
+    "SEARCH_SIZE": Key(0, "search crop side at inference; 0 = DATA.SEARCH.SIZE, the only other legal "
+                          "value"),
     "EPOCH": Key(100, "checkpoint epoch tracking/test.py loads unless given --epoch or --checkpoint"),
     "UPDATE_INTERVAL": Key(20, "after warm-up, write a frame to the historical memory every N frames"),
     "WARMUP_FRAMES": Key(10, "frames 1..N read only the template memory, as the original"),
@@ -202,21 +196,28 @@ _TEST = {
     "PRECISION": Key("fp32", "inference precision: fp32, or bf16 autocast", choices=("fp32", "bf16")),
 }
 
+_TEST_SIZE_SOURCES = (("TEST.SEARCH_SIZE", "DATA.SEARCH.SIZE"), ("TEST.TEMPLATE_SIZE", "DATA.TEMPLATE.SIZE"))
+
 _SCHEMA = {"MODEL": _MODEL, "TRAIN": _TRAIN, "DATA": _DATA, "TEST": _TEST}
 
 _INERT = "inert in the original HIPTrack; the value is ignored"
-LEGACY_KEYS: dict[str, tuple[str, str]] = {
-    "MODEL.EXTRA_MERGER": ("ignore", _INERT),
-    "MODEL.RETURN_INTER": ("ignore", _INERT),
-    "MODEL.RETURN_STAGES": ("ignore", _INERT),
-    "MODEL.BACKBONE.MID_PE": ("ignore", _INERT),
-    "MODEL.BACKBONE.MERGE_LAYER": ("ignore", _INERT),
-    "MODEL.BACKBONE.ADD_CLS_TOKEN": ("ignore", _INERT),
-    "MODEL.BACKBONE.CLS_TOKEN_USE_MODE": ("ignore", _INERT),
-    "DATA.MAX_JUMP": ("ignore", "the causal sampler uses DATA.MAX_SAMPLE_INTERVAL"),
-    "TRAIN.DEEP_SUPERVISION": ("ignore", _INERT),
-    "TRAIN.TRAIN_CLS": ("ignore", _INERT),
-    "MODEL.BOTTLENECK_DIM": (
+_IGNORED = ("MODEL.EXTRA_MERGER", "MODEL.RETURN_INTER", "MODEL.RETURN_STAGES", "MODEL.BACKBONE.MID_PE",
+            "MODEL.BACKBONE.MERGE_LAYER", "MODEL.BACKBONE.ADD_CLS_TOKEN", "MODEL.BACKBONE.CLS_TOKEN_USE_MODE",
+            "TRAIN.DEEP_SUPERVISION", "TRAIN.TRAIN_CLS")
+LEGACY_KEYS: dict[str, LegacyKey] = {
+    **{key: LegacyKey("ignore", _INERT) for key in _IGNORED},
+    "DATA.MAX_JUMP": LegacyKey("ignore", "the causal sampler uses DATA.MAX_SAMPLE_INTERVAL"),
+    # keys of the original's configs that had exactly one working value
+    "MODEL.NEW_HIP": LegacyKey("fixed", "HIPTrack without the historical prompt network is not implemented "
+                                        "(the original crashes with False)", value=True),
+    "MODEL.BACKBONE.CAT_MODE": LegacyKey("fixed", "template and search tokens are always joined directly",
+                                         value="direct"),
+    "MODEL.BACKBONE.SEP_SEG": LegacyKey("fixed", "separate segment embeddings are not implemented", value=False),
+    "MODEL.HEAD.TYPE": LegacyKey("fixed", "the CENTER box head is the only head", value="CENTER"),
+    "TRAIN.OPTIMIZER": LegacyKey("fixed", "AdamW is the only optimiser", value="ADAMW"),
+    "DATA.SAMPLER_MODE": LegacyKey("fixed", "the causal sampler (template first, then increasing frame ids) is "
+                                            "the only sampler", value="causal"),
+    "MODEL.BOTTLENECK_DIM": LegacyKey(
         "error",
         "MODEL.BOTTLENECK_DIM was removed: the optional classification->box fusion now projects to the "
         "channel count of the map the box head reads (the backbone embed dim, 768 for ViT-B), so the "
@@ -242,16 +243,25 @@ def load_config(
         merge_yaml(cfg, yaml_path)
     if opts:
         merge_opts(cfg, opts)
+    derive_unset_keys(cfg)
     if validate:
         validate_config(cfg)
     return cfg.freeze()
+
+
+def derive_unset_keys(cfg: CfgNode) -> CfgNode:
+    """Fill keys whose value 0 means "the same as another key" (the TEST crop sizes); returns ``cfg``."""
+    for test_key, data_key in _TEST_SIZE_SOURCES:
+        if _get(cfg, test_key) == 0:
+            setattr(cfg.TEST, test_key.split(".")[1], _get(cfg, data_key))
+    return cfg
 
 
 def config_from_dict(
     data: Mapping[str, Any], source: str = "saved config", validate: bool = True
 ) -> CfgNode:
     """Rebuild a frozen config from :meth:`CfgNode.to_dict` output (e.g. stored in a checkpoint)."""
-    cfg = merge_dict(get_default_config(), data, source=source)
+    cfg = derive_unset_keys(merge_dict(get_default_config(), data, source=source))
     if validate:
         validate_config(cfg)
     return cfg.freeze()
@@ -314,11 +324,6 @@ def _strictly_increasing(values: Sequence[float]) -> bool:
 
 def _check_model(cfg: CfgNode) -> Iterator[str]:
     """Model switches that must stay fixed, sizes, and candidate elimination."""
-    if not cfg.MODEL.NEW_HIP:
-        yield ("MODEL.NEW_HIP must be True: HIPTrack without the historical prompt network is not "
-               "implemented (the original code crashes with False)")
-    if cfg.MODEL.BACKBONE.SEP_SEG:
-        yield "MODEL.BACKBONE.SEP_SEG must be False: separate segment embeddings are not implemented"
     yield from _at_least(cfg, 1, "MODEL.MAX_MEM", "MODEL.BACKBONE.STRIDE", "MODEL.HEAD.NUM_CHANNELS",
                          "MODEL.HIP.KEY_DIM", "MODEL.HIP.STEM_WIDTH")
     if cfg.MODEL.HIP.ENCODER_PRETRAINED and cfg.MODEL.HIP.STEM_WIDTH != 64:
@@ -443,8 +448,9 @@ def _check_test(cfg: CfgNode) -> Iterator[str]:
     yield from _positive(cfg, "TEST.TEMPLATE_FACTOR", "TEST.SEARCH_FACTOR")
     yield from _at_least(cfg, 1, "TEST.EPOCH", "TEST.UPDATE_INTERVAL")
     yield from _at_least(cfg, 0, "TEST.WARMUP_FRAMES")
-    pairs = (("TEST.SEARCH_SIZE", "DATA.SEARCH.SIZE"), ("TEST.TEMPLATE_SIZE", "DATA.TEMPLATE.SIZE"))
-    for test_key, data_key in pairs:
+    for test_key, data_key in _TEST_SIZE_SOURCES:
+        if _get(cfg, test_key) == 0:  # derived by load_config / config_from_dict
+            continue
         yield from _multiple_of_stride(cfg, test_key, cfg.MODEL.BACKBONE.STRIDE)
         if _get(cfg, test_key) != _get(cfg, data_key):
             yield (f"{test_key} ({_get(cfg, test_key)}) must equal {data_key} ({_get(cfg, data_key)}): "
