@@ -14,15 +14,15 @@ import cv2
 import numpy as np
 import pytest
 
+from lib.challenges import CLASS_NAMES, DEFAULT_LABEL_SEED, FLAG_CLASS
+from lib.dataset.challenge_labels import label_from_record
 from lib.synthetic import (
-    CHALLENGE_NAMES,
     EVENT_TYPES,
     Event,
     SequencePlan,
     generate_dataset,
     low_res_flag,
     plan_dataset,
-    primary_class,
     render_sequence,
     rms_contrast,
     split_sizes,
@@ -137,15 +137,16 @@ def test_cv_flags_follow_the_rules_on_the_written_files(dataset):
             assert cv["low_contrast"] == int(box_std < ring_std / 1.1), (name, i)
 
 
-def test_summary_counts_every_frame(dataset):
+def test_summary_counts_are_the_training_labels(dataset):
+    """The class counts the generator reports are those of the labels a training run reads."""
     out, summary = dataset
     assert sum(summary["class_counts"].values()) == 5 * FRAMES
     labels = []
     for split, name in all_sequences(out):
         for r in read_sequence(out / split, name)["records"]:
-            labels.append(primary_class({**r["cv_response"], **{k: v["flag"] for k, v in r["vlm_response"].items()}}))
+            labels.append(label_from_record(r, DEFAULT_LABEL_SEED, name))
     counts = np.bincount(labels, minlength=10)
-    assert {CHALLENGE_NAMES[c]: int(n) for c, n in enumerate(counts)} == summary["class_counts"]
+    assert {CLASS_NAMES[c]: int(n) for c, n in enumerate(counts)} == summary["class_counts"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,15 +272,9 @@ def test_forced_events_replace_the_plan(tmp_path):
     assert [r["vlm_response"]["illu_change"]["flag"] for r in records] == [0] * 3 + [1] * 6 + [0] * 3
 
 
-def test_class_names_and_priority():
-    from lib.challenges import CLASS_NAMES
-    assert CHALLENGE_NAMES == CLASS_NAMES
-    assert EVENT_TYPES.index("low_contrast") == CHALLENGE_NAMES.index("Low Contrast Object") == 8
-    assert primary_class({"low_res": 1, "occlusion": 1, "motion_blur": 1}) == 0
-    assert primary_class({"illu_change": 1, "partial_visibility": 1}) == 1
-    assert primary_class({"low_res": 1, "low_contrast": 1}) == 6
-    assert primary_class({"low_contrast": 1}) == 8
-    assert primary_class({}) == 9
+def test_event_kinds_are_in_class_id_order():
+    assert [FLAG_CLASS[kind] for kind in EVENT_TYPES] == list(range(len(CLASS_NAMES) - 1))
+    assert CLASS_NAMES[EVENT_TYPES.index("low_contrast")] == "Low Contrast Object"
 
 
 # ---------------------------------------------------------------------------------------------

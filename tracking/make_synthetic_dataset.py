@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from lib.synthetic.labels import CHALLENGE_NAMES
+from lib.challenges import CLASS_NAMES
 from lib.synthetic.render import MIN_SIZE
 from lib.synthetic.writer import GENERATED, generate_dataset
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     seconds = time.perf_counter() - start
-    counts = ", ".join(f"{name} {summary['class_counts'][name]}" for name in CHALLENGE_NAMES)
+    counts = ", ".join(f"{name} {summary['class_counts'][name]}" for name in CLASS_NAMES)
     print(f"wrote {args.out}: {len(summary['splits']['train'])} train + {len(summary['splits']['test'])} test "
           f"sequences x {args.frames} frames ({args.size[0]}x{args.size[1]}) in {seconds:.1f}s; classes: {counts}")
     return 0

@@ -47,7 +47,8 @@ kernels may round differently on other CPUs or versions).
 
 Modules, each importing only those above it:
 
-* :mod:`~lib.synthetic.labels`: challenge vocabulary, :func:`primary_class` and the CV label rules.
+* :mod:`~lib.synthetic.labels`: event kinds, the record key order and the CV label rules (the vocabulary
+  and the labelling rule are :mod:`lib.challenges`).
 * :mod:`~lib.synthetic.plan`: sequence plans, scripted events, splits.
 * :mod:`~lib.synthetic.drawing`: shared drawing primitives (HSV colours, smoothstep, line kernels).
 * :mod:`~lib.synthetic.sprites`: vessel shapes, palettes, textured sprites, placement and compositing.
@@ -56,11 +57,9 @@ Modules, each importing only those above it:
 * :mod:`~lib.synthetic.writer`: writing sequences and whole datasets to disk.
 """
 from lib.synthetic.labels import (
-    CHALLENGE_NAMES,
     EVENT_TYPES,
     low_contrast_flag,
     low_res_flag,
-    primary_class,
     rms_contrast,
     scale_variation_flag,
 )
@@ -69,7 +68,7 @@ from lib.synthetic.render import SyntheticSequence, render_sequence
 from lib.synthetic.writer import generate_dataset, write_sequence
 
 __all__ = [
-    "CHALLENGE_NAMES", "EVENT_TYPES", "OBJECT_CLASSES", "Event", "SequencePlan", "SyntheticSequence",
-    "generate_dataset", "low_contrast_flag", "low_res_flag", "plan_dataset", "primary_class", "render_sequence",
+    "EVENT_TYPES", "OBJECT_CLASSES", "Event", "SequencePlan", "SyntheticSequence",
+    "generate_dataset", "low_contrast_flag", "low_res_flag", "plan_dataset", "render_sequence",
     "rms_contrast", "scale_variation_flag", "split_sizes", "write_sequence",
 ]

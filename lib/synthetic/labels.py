@@ -1,8 +1,7 @@
-"""Challenge labels of the synthetic sequences: the class vocabulary and the oracle label rules.
+"""Challenge labels of the synthetic sequences: event kinds, the JSONL key order and the oracle label rules.
 
-The challenge names, event kinds (= class ids), the JSONL flag keys, :func:`primary_class` and
-:data:`NORMAL_CLASS` live together here so that they can later move into one shared vocabulary.
-The three "CV" flags follow the oracle rules of the maritime-label pipeline, computed on the
+The vocabulary (class ids, flag keys, the labelling rule) is :mod:`lib.challenges`; here are only what
+the generator adds: event kinds in class-id order and the key order of a written record. The three "CV" flags follow the oracle rules of the maritime-label pipeline, computed on the
 written ground truth and the decoded JPEG: ``scale_variation`` when sqrt(area / template area)
 < 0.7 or > 1.4, ``low_res`` when the shorter box side < 24 px or the area < 900 px², ``low_contrast``
 when the grey-level standard deviation in the box is below that of a 10-px ring around it divided by 1.1.
@@ -10,26 +9,19 @@ when the grey-level standard deviation in the box is below that of a 10-px ring 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-CHALLENGE_NAMES: tuple[str, ...] = (
-    "Occlusion", "Illumination Change", "Scale Variation", "Motion Blur", "Variance in Appearance",
-    "Partial Visibility", "Low Resolution", "Background Clutter", "Low Contrast Object", "Normal",
-)
-EVENT_TYPES: tuple[str, ...] = (  # index = challenge class id
-    "occlusion", "illu_change", "scale_variation", "motion_blur", "variance_appear",
-    "partial_visibility", "low_res", "background_clutter", "low_contrast",
-)
-NORMAL_CLASS = 9
-CV_KEYS: tuple[str, ...] = ("scale_variation", "low_res", "low_contrast")
-VLM_KEYS: tuple[str, ...] = (  # key order of a JSONL record
+from lib.challenges import CV_FLAGS, FLAG_CLASS, VLM_PRIORITY
+
+# one event kind per flag, index = challenge class id (the planner draws kinds by index)
+EVENT_TYPES: tuple[str, ...] = tuple(sorted(FLAG_CLASS, key=FLAG_CLASS.__getitem__))
+CV_KEYS: tuple[str, ...] = tuple(key for key, _ in CV_FLAGS)  # key order of a record's cv_response
+VLM_KEYS: tuple[str, ...] = (  # key order of a record's vlm_response (the label pipeline's, not the priority)
     "motion_blur", "illu_change", "variance_appear", "partial_visibility", "background_clutter", "occlusion",
 )
-VLM_PRIORITY: tuple[str, ...] = (
-    "occlusion", "motion_blur", "illu_change", "partial_visibility", "variance_appear", "background_clutter",
-)
+assert sorted(VLM_KEYS) == sorted(key for key, _ in VLM_PRIORITY)
 FLAG_CONF = 1.0  # confidence written for a flagged (rendered, hence certain) challenge
 
 # Oracle rules of the label pipeline (docs: anchors/domain_notes.md, section 1).
@@ -86,15 +78,4 @@ def low_contrast_flag(gray: np.ndarray, box_xywh: Sequence[float]) -> bool:
     std_in, std_ring = rms_contrast(gray, box_xywh)
     return std_in < std_ring / CONTRAST_DIVISOR
 
-
-def primary_class(flags: Mapping[str, int]) -> int:
-    """Single challenge class of a frame: the first VLM flag in priority order, else a CV flag, else Normal.
-
-    The label pipeline picks randomly among several CV flags; this function takes the first in
-    :data:`CV_KEYS` order so that counts are reproducible.
-    """
-    for key in VLM_PRIORITY + CV_KEYS:
-        if flags.get(key):
-            return EVENT_TYPES.index(key)
-    return NORMAL_CLASS
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from lib.challenges import DEFAULT_LABEL_SEED, primary_label
 from lib.synthetic.drawing import line_kernel, smoothstep
 from lib.synthetic.labels import (
     CV_KEYS,
@@ -23,7 +24,6 @@ from lib.synthetic.labels import (
     VLM_KEYS,
     low_contrast_flag,
     low_res_flag,
-    primary_class,
     scale_variation_flag,
 )
 from lib.synthetic.plan import Event, SequencePlan, check_plan
@@ -75,8 +75,9 @@ class SyntheticSequence:
         return cv2.imdecode(np.frombuffer(self.jpegs[index], np.uint8), cv2.IMREAD_COLOR)
 
     def labels(self) -> np.ndarray:
-        """(N,) primary challenge class per frame (see :func:`primary_class`)."""
-        return np.array([primary_class({k: int(v[i]) for k, v in self.flags.items()}) for i in range(len(self))])
+        """(N,) challenge class per frame, by the rule training uses (default tie-break seed, frame id key)."""
+        return np.array([primary_label({k: bool(v[i]) for k, v in self.flags.items()}, DEFAULT_LABEL_SEED,
+                                       self.plan.name, i + 1) for i in range(len(self))])
 
     def records(self) -> list[dict]:
         """JSONL records in the schema of the maritime label pipeline."""

@@ -10,7 +10,8 @@ import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from lib.synthetic.labels import CHALLENGE_NAMES, EVENT_TYPES
+from lib.challenges import CLASS_NAMES
+from lib.synthetic.labels import EVENT_TYPES
 from lib.synthetic.plan import Event, SequencePlan, check_dataset_counts, check_plan, plan_dataset
 from lib.synthetic.render import SyntheticSequence, check_frame_size, render_sequence
 
@@ -89,7 +90,7 @@ def generate_dataset(out_dir: str | Path, sequences: int = 20, frames: int = 60,
     ann_dir.mkdir(parents=True, exist_ok=True)
     splits: dict[str, list[str]] = {"train": [], "test": []}
     flag_counts = {k: 0 for k in EVENT_TYPES}
-    class_counts = {name: 0 for name in CHALLENGE_NAMES}
+    class_counts = {name: 0 for name in CLASS_NAMES}
     absent = 0
     for n, (plan, split) in enumerate(plans, 1):
         seq = render_sequence(plan, frames, (width, height))
@@ -98,7 +99,7 @@ def generate_dataset(out_dir: str | Path, sequences: int = 20, frames: int = 60,
         for k in EVENT_TYPES:
             flag_counts[k] += int(seq.flags[k].sum())
         for c in seq.labels():
-            class_counts[CHALLENGE_NAMES[c]] += 1
+            class_counts[CLASS_NAMES[c]] += 1
         absent += int(seq.absence.sum())
         logger.info("[%d/%d] %s (%s): %s", n, len(plans), plan.name, split, seq.meta["synthetic_events"])
     for split, names in splits.items():
@@ -118,7 +119,7 @@ def _write_readme(path: Path, summary: dict) -> None:
     total = summary["sequences"] * summary["frames"]
     n_train, n_test = len(summary["splits"]["train"]), len(summary["splits"]["test"])
     classes = "\n".join(f"  {i} {name}: {summary['class_counts'][name]} frames"
-                        for i, name in enumerate(CHALLENGE_NAMES))
+                        for i, name in enumerate(CLASS_NAMES))
     # the text still names the old module lib.synthetic.maritime: changing it would change the files written
     text = f"""Synthetic maritime tracking dataset (HIPTrack-CLS embedded default)
 
