@@ -429,7 +429,7 @@ def test_cli_reports_distribution(tmp_path, cli_main, capsys):
     ann = tmp_path / "ann"
     write_seq(ann, "1-Ship", [rec(1, vlm=("occlusion",)), rec(2, vlm=("occlusion",)), rec(3), rec(5, cv=("low_res",))])
     write_seq(ann, "2-Boat", [rec(1, vlm=("partial_visibility",), seq="2-Boat")])
-    code, out, _ = call(cli_main, capsys, "--ann-dir", str(ann))
+    code, out, _ = call(cli_main, capsys, "--cls_ann_dir", str(ann))
     assert code == 0
     assert "Loaded classification annotations for 2 / 2 sequences" in out.splitlines()
     dist = _distribution(out)
@@ -452,20 +452,20 @@ def test_cli_data_dir_counts_unlabeled_frames_and_sequences_without_file(tmp_pat
     write_seq(ann, "GOT-10k_Train_000001", [rec(1), rec(None, vlm=("occlusion",), frame_file="00000002.jpg"),
                                            rec(9), rec(1, cv=("low_res",))])
     write_seq(ann, "orphan", [rec(1)])
-    code, out, _ = call(cli_main, capsys, "--ann-dir", str(ann), "--data-dir", str(data))
+    code, out, _ = call(cli_main, capsys, "--cls_ann_dir", str(ann), "--split_dir", str(data))
     assert code == 0
     assert "Loaded classification annotations for 1 / 3 sequences" in out
     assert "Frames without labels: 7 (77.8%)" in out
     assert _distribution(out)["Low Resolution"] == (1, "50.0%")
     assert "Unmatched records: 1" in out and "Duplicate records: 1" in out
     assert "Sequences without a file: 2\n  GOT-10k_Train_000002, GOT-10k_Train_000003" in out
-    assert "Label files without a sequence in --data-dir: 1\n  orphan" in out
+    assert "Label files without a sequence in --split_dir: 1\n  orphan" in out
 
 
 def test_cli_lists_malformed_lines_up_to_max_report(tmp_path, cli_main, capsys):
     ann = tmp_path / "ann"
     path = write_seq(ann, "s", [rec(1), "{bad", "", "[]", _without("cv_response"), rec(2)])
-    code, out, _ = call(cli_main, capsys, "--ann-dir", str(ann), "--max-report", "2")
+    code, out, _ = call(cli_main, capsys, "--cls_ann_dir", str(ann), "--max_report", "2")
     assert code == 0
     assert "Malformed lines: 3" in out
     assert f"  {path}:2: invalid JSON" in out and f"  {path}:4: not a JSON object" in out
@@ -475,32 +475,32 @@ def test_cli_lists_malformed_lines_up_to_max_report(tmp_path, cli_main, capsys):
 def test_cli_exits_1_when_nothing_loads(tmp_path, cli_main, capsys):
     ann = tmp_path / "ann"
     write_seq(ann, "s", ["{bad", "[]"])
-    code, out, err = call(cli_main, capsys, "--ann-dir", str(ann))
+    code, out, err = call(cli_main, capsys, "--cls_ann_dir", str(ann))
     assert code == 1 and "Loaded classification annotations for 0 / 1 sequences" in out and "error" in err
     (tmp_path / "empty").mkdir()
-    code, out, _ = call(cli_main, capsys, "--ann-dir", str(tmp_path / "empty"))
+    code, out, _ = call(cli_main, capsys, "--cls_ann_dir", str(tmp_path / "empty"))
     assert code == 1 and "Loaded classification annotations for 0 / 0 sequences" in out
 
 
 def test_cli_exits_2_for_missing_folders_and_bad_arguments(tmp_path, cli_main, capsys):
-    code, _, err = call(cli_main, capsys, "--ann-dir", str(tmp_path / "nope"))
+    code, _, err = call(cli_main, capsys, "--cls_ann_dir", str(tmp_path / "nope"))
     assert code == 2 and str(tmp_path / "nope") in err
-    code, _, err = call(cli_main, capsys, "--ann-dir", str(tmp_path), "--data-dir", str(tmp_path / "nodata"))
+    code, _, err = call(cli_main, capsys, "--cls_ann_dir", str(tmp_path), "--split_dir", str(tmp_path / "nodata"))
     assert code == 2 and "nodata" in err
     with pytest.raises(SystemExit) as info:
         cli_main(["--seed", "x"])
     assert info.value.code == 2
     with pytest.raises(SystemExit) as info:
         cli_main(["--help"])
-    assert info.value.code == 0 and "--ann-dir" in capsys.readouterr().out
+    assert info.value.code == 0 and "--cls_ann_dir" in capsys.readouterr().out
 
 
 def test_cli_runs_from_any_directory_with_the_same_labels_in_another_process(tmp_path, cli_main, capsys):
     ann = tmp_path / "ann"
     _multi_cv_tree(ann, frames=30)
-    _, expected, _ = call(cli_main, capsys, "--ann-dir", str(ann), "--seed", "7")
+    _, expected, _ = call(cli_main, capsys, "--cls_ann_dir", str(ann), "--seed", "7")
     env = {**os.environ, "PYTHONHASHSEED": "12345"}  # Python's str hash differs: labels must not
-    result = run_cli("--ann-dir", str(ann), "--seed", "7", cwd=tmp_path, env=env)
+    result = run_cli("--cls_ann_dir", str(ann), "--seed", "7", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout == expected
     counts = _distribution(expected)

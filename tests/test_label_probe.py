@@ -102,7 +102,7 @@ def _probe_args(data: Path, *extra: str) -> list[str]:
 def test_cli_runs_on_the_synthetic_data_and_writes_its_scores(probe_data, tmp_path):
     main = load_script(REPO / "tracking" / "probe_cls_labels.py").main
     out = tmp_path / "probe.json"
-    rc = main(_probe_args(probe_data, "--out", str(out)) + [f"DATA.TRAIN.CLS_ANN_DIR={probe_data / 'cls_annotations'}"])
+    rc = main(_probe_args(probe_data, "--json", str(out)) + [f"DATA.TRAIN.CLS_ANN_DIR={probe_data / 'cls_annotations'}"])
     record = json.loads(out.read_text())
     assert rc == (0 if max(s["margin"] for s in record["scores"]) >= 0.05 else 3)
     assert [s["epoch"] for s in record["scores"]] == [1, 2]

@@ -457,7 +457,7 @@ def test_cli_help(tmp_path):
 
 def test_cli_writes_a_dataset_and_refuses_to_overwrite(tmp_path):
     out = tmp_path / "data"
-    args = ["--out", str(out), "--sequences", "3", "--frames", "5", "--seed", "2", "--size", "128x96"]
+    args = ["--synthetic_dir", str(out), "--sequences", "3", "--frames", "5", "--seed", "2", "--size", "128x96"]
     result = run_cli(args, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "2 train + 1 test sequences x 5 frames" in result.stdout and "Normal" in result.stdout
@@ -471,9 +471,9 @@ def test_cli_writes_a_dataset_and_refuses_to_overwrite(tmp_path):
 
 
 @pytest.mark.parametrize("bad", [["--sequences", "0"], ["--frames", "1"], ["--size", "64x48"], ["--size", "big"],
-                                 ["--test-fraction", "1.5"]])
+                                 ["--test_fraction", "1.5"]])
 def test_cli_rejects_bad_arguments(tmp_path, bad):
-    result = run_cli(["--out", str(tmp_path / "x"), *bad], tmp_path)
+    result = run_cli(["--synthetic_dir", str(tmp_path / "x"), *bad], tmp_path)
     assert result.returncode == 2
     assert "error" in result.stderr
     assert not (tmp_path / "x").exists()

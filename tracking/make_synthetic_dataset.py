@@ -1,6 +1,6 @@
 """Generate the synthetic maritime tracking dataset (GOT-10k / MVTD layout with challenge labels).
 
-    python tracking/make_synthetic_dataset.py --out data/synthetic_maritime --sequences 40 --frames 60 --seed 0
+    python tracking/make_synthetic_dataset.py --synthetic_dir data/synthetic_maritime --sequences 40 --frames 60 --seed 0
 
 The same arguments always give byte-identical files. See ``lib/synthetic/__init__.py`` for the
 layout, the label rules and the scripted challenge events.
@@ -16,8 +16,11 @@ from pathlib import Path
 from lib.challenges import CLASS_NAMES
 from lib.synthetic.render import MIN_SIZE
 from lib.synthetic.writer import GENERATED, generate_dataset
+from lib.utils.cli import parse_with_renamed_flags, renamed_flags_epilog
 
 logger = logging.getLogger("make_synthetic_dataset")
+
+RENAMED_FLAGS = {"--out": "--synthetic_dir", "--test-fraction": "--test_fraction"}
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -33,27 +36,29 @@ def _size(text: str) -> tuple[int, int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Write a deterministic synthetic maritime tracking dataset (train/test splits in "
-                    "GOT-10k layout plus per-frame challenge labels in cls_annotations/).")
-    parser.add_argument("--out", required=True, type=Path, help="output folder (must be empty unless --overwrite)")
+                    "GOT-10k layout plus per-frame challenge labels in cls_annotations/).",
+        epilog=renamed_flags_epilog(RENAMED_FLAGS))
+    parser.add_argument("--synthetic_dir", required=True, type=Path,
+                        help="folder the dataset is written to (must be empty unless --overwrite)")
     parser.add_argument("--sequences", type=int, default=20, help="number of sequences, >= 1 (default 20)")
     parser.add_argument("--frames", type=int, default=60, help="frames per sequence, >= 2 (default 60)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--test-fraction", type=float, default=0.25,
+    parser.add_argument("--test_fraction", type=float, default=0.25,
                         help="share of sequences in the test split, in [0, 1) (default 0.25)")
     parser.add_argument("--size", type=_size, default=(320, 240), metavar="WxH", help="frame size (default 320x240)")
     parser.add_argument("--overwrite", action="store_true",
-                        help=f"replace a previous dataset in --out (only {', '.join(GENERATED)})")
+                        help=f"replace a previous dataset in --synthetic_dir (only {', '.join(GENERATED)})")
     parser.add_argument("--quiet", action="store_true", help="log warnings only")
-    args = parser.parse_args(argv)
+    args = parse_with_renamed_flags(parser, argv, RENAMED_FLAGS)
     if args.sequences < 1:
         parser.error(f"--sequences must be >= 1, got {args.sequences}")
     if args.frames < 2:
         parser.error(f"--frames must be >= 2, got {args.frames}")
     if not 0 <= args.test_fraction < 1:
-        parser.error(f"--test-fraction must be in [0, 1), got {args.test_fraction}")
-    if args.out.exists() and (not args.out.is_dir() or (any(args.out.iterdir()) and not args.overwrite)):
-        what = "is not a directory" if not args.out.is_dir() else "is not empty (pass --overwrite to replace it)"
-        print(f"error: {args.out} {what}", file=sys.stderr)
+        parser.error(f"--test_fraction must be in [0, 1), got {args.test_fraction}")
+    if args.synthetic_dir.exists() and (not args.synthetic_dir.is_dir() or (any(args.synthetic_dir.iterdir()) and not args.overwrite)):
+        what = "is not a directory" if not args.synthetic_dir.is_dir() else "is not empty (pass --overwrite to replace it)"
+        print(f"error: {args.synthetic_dir} {what}", file=sys.stderr)
         return 2
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
@@ -61,14 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     logger.info("command: %s", " ".join(sys.argv))
     start = time.perf_counter()
     try:
-        summary = generate_dataset(args.out, sequences=args.sequences, frames=args.frames, seed=args.seed,
+        summary = generate_dataset(args.synthetic_dir, sequences=args.sequences, frames=args.frames, seed=args.seed,
                                    test_fraction=args.test_fraction, size=args.size, overwrite=args.overwrite)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     seconds = time.perf_counter() - start
     counts = ", ".join(f"{name} {summary['class_counts'][name]}" for name in CLASS_NAMES)
-    print(f"wrote {args.out}: {len(summary['splits']['train'])} train + {len(summary['splits']['test'])} test "
+    print(f"wrote {args.synthetic_dir}: {len(summary['splits']['train'])} train + {len(summary['splits']['test'])} test "
           f"sequences x {args.frames} frames ({args.size[0]}x{args.size[1]}) in {seconds:.1f}s; classes: {counts}")
     return 0
 

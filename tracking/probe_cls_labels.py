@@ -20,6 +20,7 @@ import sys
 from lib.config.hiptrack import load_config, resolve_experiment_config
 from lib.pipeline.label_probe import format_score, train_probe, verdict
 from lib.utils.atomic import atomic_write_text
+from lib.utils.cli import parse_with_renamed_flags, renamed_flags_epilog
 from lib.train.data.loader import build_train_loader
 from lib.dataset.paths import DatasetPaths, add_path_arguments
 from lib.dataset.registry import build_datasets
@@ -28,11 +29,14 @@ from lib.utils.runtime import resolve_device, seed_everything
 from lib.challenges import CLASS_NAMES
 
 logger = logging.getLogger("lib.probe")
+
+RENAMED_FLAGS = {"--out": "--json"}
 NOT_LEARNABLE = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Train a small CNN on the training crops to check the challenge labels.")
+    parser = argparse.ArgumentParser(description="Train a small CNN on the training crops to check the challenge labels.",
+                                     epilog=renamed_flags_epilog(RENAMED_FLAGS))
     parser.add_argument("--script", default="hiptrack", choices=["hiptrack"], help="experiment family")
     parser.add_argument("--config", default="hiptrack_cls", help="experiment name (experiments/<script>/) or YAML path")
     parser.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
@@ -45,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="accuracy above the majority class that counts as learnable")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: TRAIN.SEED)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
-    parser.add_argument("--out", default=None, metavar="JSON", help="also write every score to this file")
+    parser.add_argument("--json", default=None, metavar="FILE", help="also write every score to this JSON file")
     return parser
 
 
@@ -80,16 +84,16 @@ def run(args: argparse.Namespace) -> int:
     best = max(scores, key=lambda s: s.margin)
     logger.info("best %s", format_score(best, CLASS_NAMES))
     logger.info("%s", verdict(best, args.min_margin))
-    if args.out:
+    if args.json:
         record = {"config": args.config, "opts": list(args.opts), "seed": seed, "epochs": args.epochs,
                   "best_epoch": best.epoch, "scores": [s.as_dict() for s in scores]}
-        atomic_write_text(args.out, json.dumps(record, indent=2) + "\n")
-        logger.info("scores written to %s", args.out)
+        atomic_write_text(args.json, json.dumps(record, indent=2) + "\n")
+        logger.info("scores written to %s", args.json)
     return 0 if best.margin >= args.min_margin else NOT_LEARNABLE
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_with_renamed_flags(build_parser(), argv, RENAMED_FLAGS)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return run(args)

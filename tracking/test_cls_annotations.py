@@ -1,10 +1,10 @@
-"""Check a folder of challenge-label files (``<ann-dir>/<seq>/<seq>.jsonl``) before training.
+"""Check a folder of challenge-label files (``<cls_ann_dir>/<seq>/<seq>.jsonl``) before training.
 
-    python tracking/test_cls_annotations.py --ann-dir /data/maritime_clf_annts
-    python tracking/test_cls_annotations.py --ann-dir /data/maritime_clf_annts --data-dir /data/train
+    python tracking/test_cls_annotations.py --cls_ann_dir /data/maritime_clf_annts
+    python tracking/test_cls_annotations.py --cls_ann_dir /data/maritime_clf_annts --split_dir /data/train
 
-Without ``--data-dir`` the sequences are the label files, with as many frames as the largest
-``frame_id`` (or the number of distinct ``frame_file`` names). With ``--data-dir`` (a split in
+Without ``--split_dir`` the sequences are the label files, with as many frames as the largest
+``frame_id`` (or the number of distinct ``frame_file`` names). With ``--split_dir`` (a split in
 GOT-10k layout: ``list.txt`` or one sub-folder of ``*.jpg`` / ``*.png`` frames per sequence) the
 sequences, their frame counts and frame files come from the images.
 
@@ -20,6 +20,9 @@ from pathlib import Path
 
 from lib.challenges import CLASS_NAMES, DEFAULT_LABEL_SEED
 from lib.dataset.challenge_labels import ChallengeLabelStore, SequenceLabels
+from lib.utils.cli import parse_with_renamed_flags, renamed_flags_epilog
+
+RENAMED_FLAGS = {"--ann-dir": "--cls_ann_dir", "--data-dir": "--split_dir", "--max-report": "--max_report"}
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -65,41 +68,42 @@ def _pct(part: int, whole: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="Summarise per-frame challenge labels (<ann-dir>/<seq>/<seq>.jsonl): class "
-                    "distribution, unlabeled frames, malformed lines, unmatched and duplicate records.")
-    parser.add_argument("--ann-dir", required=True, type=Path, help="folder of <seq>/<seq>.jsonl label files")
-    parser.add_argument("--data-dir", type=Path, default=None,
+        description="Summarise per-frame challenge labels (<cls_ann_dir>/<seq>/<seq>.jsonl): class "
+                    "distribution, unlabeled frames, malformed lines, unmatched and duplicate records.",
+        epilog=renamed_flags_epilog(RENAMED_FLAGS))
+    parser.add_argument("--cls_ann_dir", required=True, type=Path, help="folder of <seq>/<seq>.jsonl label files")
+    parser.add_argument("--split_dir", type=Path, default=None,
                         help="split folder in GOT-10k layout (list.txt or one folder of frames per sequence); "
                              "sequences and frame counts then come from the images")
     parser.add_argument("--seed", type=int, default=DEFAULT_LABEL_SEED,
                         help=f"seed of the choice among several CV flags; use the training run's TRAIN.SEED "
                              f"(default {DEFAULT_LABEL_SEED}, TRAIN.SEED's default)")
-    parser.add_argument("--max-report", type=int, default=10, metavar="K",
+    parser.add_argument("--max_report", type=int, default=10, metavar="K",
                         help="malformed lines and sequence names listed at most (default 10)")
     parser.add_argument("-v", "--verbose", action="store_true", help="also print the loader's log warnings")
-    args = parser.parse_args(argv)
+    args = parse_with_renamed_flags(parser, argv, RENAMED_FLAGS)
     logging.basicConfig(level=logging.WARNING if args.verbose else logging.ERROR, format="%(levelname)s %(message)s")
     if args.max_report < 0:
-        print("error: --max-report must be >= 0", file=sys.stderr)
+        print("error: --max_report must be >= 0", file=sys.stderr)
         return 2
     try:
-        store = ChallengeLabelStore(args.ann_dir, seed=args.seed)
+        store = ChallengeLabelStore(args.cls_ann_dir, seed=args.seed)
     except OSError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.data_dir is not None and not args.data_dir.is_dir():
-        print(f"error: data folder {str(args.data_dir)!r} does not exist or is not a folder", file=sys.stderr)
+    if args.split_dir is not None and not args.split_dir.is_dir():
+        print(f"error: data folder {str(args.split_dir)!r} does not exist or is not a folder", file=sys.stderr)
         return 2
 
     ann_names = store.sequence_names()
     listed_without_folder: list[str] = []
-    if args.data_dir is None:
+    if args.split_dir is None:
         sequences = []
         for name in ann_names:
             num_frames, frame_files = store.frames_from_records(name)
             sequences.append((name, num_frames, frame_files))
     else:
-        found, listed_without_folder = data_sequences(args.data_dir)
+        found, listed_without_folder = data_sequences(args.split_dir)
         sequences = [(name, len(frames), frames) for name, frames in found]
 
     results: dict[str, SequenceLabels] = {
@@ -117,9 +121,9 @@ def main(argv: list[str] | None = None) -> int:
             flagged[cid] += n
 
     k = args.max_report
-    print(f"Annotation folder: {args.ann_dir}")
-    if args.data_dir is not None:
-        print(f"Data folder: {args.data_dir}")
+    print(f"Annotation folder: {args.cls_ann_dir}")
+    if args.split_dir is not None:
+        print(f"Data folder: {args.split_dir}")
     print(f"Loaded classification annotations for {len(loaded)} / {len(results)} sequences")
     print(f"Frames: {total_frames}, labeled: {labeled}")
     print()
@@ -150,9 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Sequences without a file: {len(without_file)}")
     if without_file:
         print(f"  {_names(without_file, k)}")
-    if args.data_dir is not None:
+    if args.split_dir is not None:
         orphans = sorted(set(ann_names) - set(results))
-        print(f"Label files without a sequence in --data-dir: {len(orphans)}")
+        print(f"Label files without a sequence in --split_dir: {len(orphans)}")
         if orphans:
             print(f"  {_names(orphans, k)}")
         if listed_without_folder:
