@@ -124,13 +124,17 @@ class HIPTrackTracker:
         height, width = image.shape[:2]
         patch, resize_factor, _ = sample_target(image, self.state, test.SEARCH_FACTOR, test.SEARCH_SIZE)
         with self._autocast():
-            out = self.network.track(self.memory, self._to_tensor(patch))
+            out = self._run_network(self._to_tensor(patch))
         maps = {k: out[k].float() for k in ("score_map", "size_map", "offset_map")}
         response = self.window * maps["score_map"]
         box = self.network.box_head.boxes_from_maps(response, maps["size_map"], maps["offset_map"])
         cx, cy, w, h = (box[0] * test.SEARCH_SIZE / resize_factor).tolist()
         self.state = clip_box(self._to_image(cx, cy, w, h, resize_factor), height, width, BOX_MARGIN)
         return {"target_bbox": self.state, **self._extra_outputs(out)}
+
+    def _run_network(self, search: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The network's outputs for the normalised search crop (1, 3, S, S) of the next frame (subclass hook)."""
+        return self.network.track(self.memory, search)
 
     def _extra_outputs(self, out: dict[str, torch.Tensor]) -> dict:
         """Further entries of ``track()``'s result from the network output (none here; subclass hook)."""
