@@ -136,7 +136,7 @@ def test_fusion_starts_as_identity():
 
 
 def test_stem_features_feed_the_head_and_leave_the_boxes_alone():
-    cfg = cls_cfg("MODEL.CLS_HEAD.STEM_FEATURES=True")
+    cfg = cls_cfg("MODEL.CLS_HEAD.INPUT=tokens+stem")
     torch.manual_seed(0)
     model = build_hiptrack_cls(cfg, training=True)
     stem = 4 * cfg.MODEL.HIP.STEM_WIDTH
@@ -170,11 +170,11 @@ def test_stem_features_feed_the_head_and_leave_the_boxes_alone():
         assert len(state.memory) == 1 and stem_runs.n == 1, with_challenges
 
 
-def test_stem_features_exclude_fusion_and_need_the_head():
+def test_stem_input_excludes_fusion_and_needs_the_head():
     with pytest.raises(ConfigError, match="exclude each other"):
-        cls_cfg("MODEL.CLS_HEAD.STEM_FEATURES=True", "MODEL.CLS_HEAD.FUSION=True")
-    with pytest.raises(ConfigError, match="STEM_FEATURES needs the classification head"):
-        make_tiny_cfg("MODEL.CLS_HEAD.STEM_FEATURES=True")
+        cls_cfg("MODEL.CLS_HEAD.INPUT=tokens+stem", "MODEL.CLS_HEAD.FUSION=True")
+    with pytest.raises(ConfigError, match=r"INPUT: tokens\+stem needs the classification head"):
+        make_tiny_cfg("MODEL.CLS_HEAD.INPUT=tokens+stem")
     from lib.models.layers.cls_head import ChallengeClassificationHead
     with pytest.raises(ValueError, match="exclude each other"):
         ChallengeClassificationHead(16, 8, fusion_dim=16, stem_dim=8)
@@ -182,6 +182,14 @@ def test_stem_features_exclude_fusion_and_need_the_head():
     with pytest.raises(ValueError, match="8-channel"):
         head(torch.zeros(1, 4, 16), [])
     assert head(torch.zeros(1, 4, 16), [], torch.zeros(1, 8, 2, 2))["cls_logits"].shape == (1, 10)
+
+
+@pytest.mark.parametrize("head_input, stem_width", [("tokens", 0), ("tokens+stem", 4 * 16)])
+def test_head_input_sets_the_head_input_width(head_input, stem_width):
+    cfg = cls_cfg(f"MODEL.CLS_HEAD.INPUT={head_input}", "MODEL.HIP.STEM_WIDTH=16")
+    head = build_hiptrack_cls(cfg, training=False).cls_head
+    assert head.projection[0].in_features == cfg.MODEL.HIDDEN_DIM + stem_width
+    assert head.reads_stem == (head_input == "tokens+stem") == (head.input_norm is not None)
 
 
 def test_pooling_leaves_out_eliminated_tokens():

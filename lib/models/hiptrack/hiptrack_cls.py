@@ -95,9 +95,10 @@ def build_hiptrack_cls(cfg, training: bool = True) -> HIPTrackCLS:
     """
     parts = hiptrack_parts(cfg, training)
     head_cfg = cfg.MODEL.CLS_HEAD
+    reads_stem = head_cfg.INPUT == "tokens+stem"
     head = ChallengeClassificationHead(cfg.MODEL.HIDDEN_DIM, head_cfg.HIDDEN_DIM, head_cfg.NUM_CLASSES,
                                        head_cfg.DROPOUT, fusion_dim=cfg.MODEL.HIDDEN_DIM if head_cfg.FUSION else None,
-                                       stem_dim=stem_channels(parts["stem_width"]) if head_cfg.STEM_FEATURES else 0)
+                                       stem_dim=stem_channels(parts["stem_width"]) if reads_stem else 0)
     model = HIPTrackCLS(head, **parts)
     if training:
         report = load_initial_weights(model, cfg)
