@@ -39,7 +39,7 @@ class HIPTrackCLSTracker(HIPTrackTracker):
 
     def _run_network(self, search: torch.Tensor) -> dict[str, torch.Tensor]:
         """HIPTrack's network outputs, plus ``cls_logits`` when this tracker predicts challenges."""
-        return self.network.track(self.memory, search, with_challenges=self.predict_challenges)
+        return self.network.track(self.video_state, search, with_challenges=self.predict_challenges)
 
     def _extra_outputs(self, out: dict[str, torch.Tensor]) -> dict:
         """``cls_id`` and ``cls_probs`` of the frame when challenge predictions are on."""
