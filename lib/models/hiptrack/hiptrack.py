@@ -111,7 +111,7 @@ class HIPTrack(nn.Module):
                              "challenges (with_challenges=True); build HIPTrack-CLS (MODEL.CLS_HEAD.ENABLED True)")
 
     def predict_frame(self, fused_map: torch.Tensor, tokens: torch.Tensor, removed: list[torch.Tensor],
-                search: torch.Tensor, with_challenges: bool = False) -> dict[str, torch.Tensor]:
+                      search: torch.Tensor, with_challenges: bool = False) -> dict[str, torch.Tensor]:
         """Outputs of one frame: the box head on its prompt-fused search map (B, C, Gs, Gs).
 
         Subclasses with more heads override this; they may also read the backbone ``tokens``

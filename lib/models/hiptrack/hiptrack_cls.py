@@ -40,7 +40,8 @@ class HIPTrackCLS(HIPTrack):
 
     def predict_frame(self, fused_map: torch.Tensor, tokens: torch.Tensor, removed: list[torch.Tensor],
                       search: torch.Tensor, with_challenges: bool = False) -> dict[str, torch.Tensor]:
-        """Box head outputs, plus ``cls_logits`` (B, K) when ``with_challenges``, on the path of this head."""
+        """Box head outputs, plus ``cls_logits`` (B, K) when ``with_challenges``, on the path of this head
+        (the tokens + stem path then also returns the stem it ran, as ``out[SEARCH_STEM]``)."""
         if self.cls_head.fusion is not None:
             return self._predict_with_fusion(fused_map, tokens, removed, with_challenges)
         if self.cls_head.reads_stem:
