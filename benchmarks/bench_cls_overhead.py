@@ -41,12 +41,13 @@ class TrainStep:
         self.inputs = make_inputs(cfg, batch, cfg.DATA.SEARCH.NUMBER)
         self.labels = torch.arange(batch) % cfg.MODEL.CLS_HEAD.NUM_CLASSES
         self.cls_loss = build_cls_loss(cfg)
+        self.with_challenges = model.has_challenge_head  # as the actor: logits whenever there is a head
 
     def __call__(self) -> float:
         start = time.perf_counter()
-        outs = self.model(*self.inputs)
+        outs = self.model(*self.inputs, with_challenges=self.with_challenges)
         loss = sum(o["score_map"].mean() + o["pred_boxes"].abs().mean() for o in outs)
-        if "cls_logits" in outs[0]:
+        if self.with_challenges:
             loss = loss + self.cfg.TRAIN.CLS_WEIGHT * sum(self.cls_loss(o["cls_logits"], self.labels) for o in outs)
         self.optimizer.zero_grad()
         loss.backward()

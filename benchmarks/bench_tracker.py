@@ -40,7 +40,7 @@ class TimedFrame:
         self.tracker, self.image = tracker, image
         cfg = tracker.cfg
         tracker.initialize(image, {"init_bbox": INIT_BOX})
-        state = tracker.memory
+        state = tracker.video_state
         state.frame_index = cfg.TEST.WARMUP_WRITE_FRAMES[0] - 1
         tracker.track(image)  # one real write: the bank's first entry, with the model's dtype
         fill_memory(tracker.network, state, bank - 1)
@@ -49,8 +49,8 @@ class TimedFrame:
             raise RuntimeError(f"bank holds {len(state.memory)} frames, expected {bank} (MODEL.MAX_MEM too small?)")
 
     def __call__(self) -> float:
-        self.tracker.memory.frame_index = self.read_index
-        self.tracker.state = list(INIT_BOX)
+        self.tracker.video_state.frame_index = self.read_index
+        self.tracker.prev_box_xywh = list(INIT_BOX)
         start = time.perf_counter()
         self.tracker.track(self.image)
         return time.perf_counter() - start

@@ -122,3 +122,11 @@ def test_actor_plain_model_has_no_classification_stats():
     net = build_model(cfg, training=True).train()
     loss, stats = HIPTrackActor(net, cfg)(batch_for(cfg, torch.zeros(2, 5, dtype=torch.long)), epoch=1)
     assert "Loss/classification" not in stats and torch.isfinite(loss)
+
+
+def test_actor_asks_for_challenges_in_validation_too(cls_cfg):
+    torch.manual_seed(0)
+    net = build_model(cls_cfg, training=True).eval()
+    with torch.no_grad():
+        outputs = HIPTrackActor(net, cls_cfg).forward(batch_for(cls_cfg, torch.zeros(2, 5, dtype=torch.long)), 1)
+    assert all(out["cls_logits"].shape == (2, cls_cfg.MODEL.CLS_HEAD.NUM_CLASSES) for out in outputs)

@@ -450,6 +450,27 @@ def test_renamed_legacy_key_moves_its_value(caplog: pytest.LogCaptureFixture) ->
                    {"NEW": {"FLAG": "c"}})
 
 
+@pytest.mark.parametrize("stem_features, head_input", [(True, "tokens+stem"), (False, "tokens")])
+def test_stem_features_is_read_as_the_head_input(stem_features: bool, head_input: str,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    opts = ["MODEL.CLS_HEAD.ENABLED=True", f"MODEL.CLS_HEAD.STEM_FEATURES={stem_features}"]
+    with caplog.at_level(logging.WARNING):
+        cfg = load_config(opts=opts)
+    assert cfg.MODEL.CLS_HEAD.INPUT == head_input
+    assert "MODEL.CLS_HEAD.STEM_FEATURES" in caplog.text and "deprecated" in caplog.text
+    assert "STEM_FEATURES" not in cfg.MODEL.CLS_HEAD
+    # the config stored in a checkpoint written before the rename
+    stored = get_default_config().to_dict()
+    del stored["MODEL"]["CLS_HEAD"]["INPUT"]
+    stored["MODEL"]["CLS_HEAD"].update(ENABLED=True, STEM_FEATURES=stem_features)
+    assert config_from_dict(stored, source="checkpoint").MODEL.CLS_HEAD.INPUT == head_input
+
+
+def test_stem_features_takes_only_a_bool() -> None:
+    with pytest.raises(ConfigError, match="MODEL.CLS_HEAD.INPUT"):
+        load_config(opts=["MODEL.CLS_HEAD.ENABLED=True", "MODEL.CLS_HEAD.STEM_FEATURES=1"])
+
+
 def test_test_crop_sizes_follow_the_data_sizes_unless_set() -> None:
     cfg = load_config(opts=["DATA.SEARCH.SIZE=256", "DATA.TEMPLATE.SIZE=128"])
     assert (cfg.TEST.SEARCH_SIZE, cfg.TEST.TEMPLATE_SIZE) == (256, 128)

@@ -43,15 +43,16 @@ def test_build_model_dispatches_on_enabled():
     assert type(build_model(make_tiny_cfg(), training=False)) is HIPTrack
 
 
-def test_training_outputs_have_logits_per_frame():
+def test_training_outputs_have_logits_per_frame_when_asked():
     torch.manual_seed(0)
     model = build_hiptrack_cls(cls_cfg(), training=True).train()
-    outs = model(*inputs(model_cfg := cls_cfg()))
+    outs = model(*inputs(model_cfg := cls_cfg()), with_challenges=True)
     assert len(outs) == 3
     for out in outs:
         assert out["cls_logits"].shape == (2, 10)
         assert out["pred_boxes"].shape == (2, 1, 4)
     assert model_cfg.MODEL.CLS_HEAD.NUM_CLASSES == 10
+    assert all("cls_logits" not in out for out in model(*inputs(model_cfg)))  # training mode alone asks nothing
 
 
 def test_eval_does_not_run_the_head_unless_asked():
@@ -66,9 +67,27 @@ def test_eval_does_not_run_the_head_unless_asked():
     with torch.no_grad():
         outs = model(template, search, boxes, mask)
     assert all("cls_logits" not in o for o in outs) and calls.n == 0
-    model.predict_challenges = True
-    out = model.track(state, search[1])
+    out = model.track(state, search[1], with_challenges=True)
     assert out["cls_logits"].shape == (1, 10) and calls.n == 1
+    out = model.track(state, search[2])  # the request was for that call only
+    assert "cls_logits" not in out and calls.n == 1
+    with torch.no_grad():
+        outs = model(template, search, boxes, mask, with_challenges=True)
+    assert all(o["cls_logits"].shape == (1, 10) for o in outs) and calls.n == 1 + len(search)
+
+
+def test_plain_hiptrack_refuses_challenge_predictions():
+    cfg = make_tiny_cfg()
+    torch.manual_seed(0)
+    model = build_hiptrack(cfg, training=False).eval()
+    template, search, boxes, mask = inputs(cfg, batch=1)
+    state = model.start_tracking(template, boxes, mask)
+    with pytest.raises(ValueError, match="no challenge classification head.*MODEL.CLS_HEAD.ENABLED"):
+        model.track(state, search[0], with_challenges=True)
+    assert state.frame_index == 0  # refused before the video state changed
+    with pytest.raises(ValueError, match="no challenge classification head"), torch.no_grad():
+        model(template, search, boxes, mask, with_challenges=True)
+    assert "pred_boxes" in model.track(state, search[0], with_challenges=False)
 
 
 def test_without_fusion_boxes_equal_plain_hiptrack():
@@ -117,7 +136,7 @@ def test_fusion_starts_as_identity():
 
 
 def test_stem_features_feed_the_head_and_leave_the_boxes_alone():
-    cfg = cls_cfg("MODEL.CLS_HEAD.STEM_FEATURES=True")
+    cfg = cls_cfg("MODEL.CLS_HEAD.INPUT=tokens+stem")
     torch.manual_seed(0)
     model = build_hiptrack_cls(cfg, training=True)
     stem = 4 * cfg.MODEL.HIP.STEM_WIDTH
@@ -127,7 +146,7 @@ def test_stem_features_feed_the_head_and_leave_the_boxes_alone():
     template, search, boxes, mask = inputs(cfg)
     model.train(), plain.train()
     stem_runs = CallCount(model.HIP.encoder.layer3)
-    outs = model(template, search, boxes, mask)
+    outs = model(template, search, boxes, mask, with_challenges=True)
     assert stem_runs.n == 1 + len(search)  # template + once per frame: memory writes reuse the head's stem
     for x, y in zip(outs, plain(template, search, boxes, mask)):
         assert x["cls_logits"].shape == (2, 10) and torch.equal(x["pred_boxes"], y["pred_boxes"])
@@ -136,20 +155,26 @@ def test_stem_features_feed_the_head_and_leave_the_boxes_alone():
     assert model.HIP.encoder.conv1.weight.grad.abs().sum() > 0
     # the head reads this frame's crop: another crop, other logits, same boxes
     model.eval()
-    model.predict_challenges = True
     state = model.start_tracking(template[:1], boxes[:1], mask[:1])
     with torch.no_grad():
-        a = model.track(state, search[0][:1])
+        a = model.track(state, search[0][:1], with_challenges=True)
         state.frame_index -= 1
-        b = model.track(state, search[0][:1].flip(-1))
+        b = model.track(state, search[0][:1].flip(-1), with_challenges=True)
     assert a["cls_logits"].shape == (1, 10) and not torch.allclose(a["cls_logits"], b["cls_logits"])
+    # tracking: a frame written to memory runs the stem once, with or without the head
+    for with_challenges in (False, True):
+        state = model.start_tracking(template[:1], boxes[:1], mask[:1])
+        state.frame_index = cfg.TEST.WARMUP_WRITE_FRAMES[0] - 1
+        stem_runs.n = 0
+        model.track(state, search[0][:1], with_challenges=with_challenges)
+        assert len(state.memory) == 1 and stem_runs.n == 1, with_challenges
 
 
-def test_stem_features_exclude_fusion_and_need_the_head():
+def test_stem_input_excludes_fusion_and_needs_the_head():
     with pytest.raises(ConfigError, match="exclude each other"):
-        cls_cfg("MODEL.CLS_HEAD.STEM_FEATURES=True", "MODEL.CLS_HEAD.FUSION=True")
-    with pytest.raises(ConfigError, match="STEM_FEATURES needs the classification head"):
-        make_tiny_cfg("MODEL.CLS_HEAD.STEM_FEATURES=True")
+        cls_cfg("MODEL.CLS_HEAD.INPUT=tokens+stem", "MODEL.CLS_HEAD.FUSION=True")
+    with pytest.raises(ConfigError, match=r"INPUT: tokens\+stem needs the classification head"):
+        make_tiny_cfg("MODEL.CLS_HEAD.INPUT=tokens+stem")
     from lib.models.layers.cls_head import ChallengeClassificationHead
     with pytest.raises(ValueError, match="exclude each other"):
         ChallengeClassificationHead(16, 8, fusion_dim=16, stem_dim=8)
@@ -157,6 +182,14 @@ def test_stem_features_exclude_fusion_and_need_the_head():
     with pytest.raises(ValueError, match="8-channel"):
         head(torch.zeros(1, 4, 16), [])
     assert head(torch.zeros(1, 4, 16), [], torch.zeros(1, 8, 2, 2))["cls_logits"].shape == (1, 10)
+
+
+@pytest.mark.parametrize("head_input, stem_width", [("tokens", 0), ("tokens+stem", 4 * 16)])
+def test_head_input_sets_the_head_input_width(head_input, stem_width):
+    cfg = cls_cfg(f"MODEL.CLS_HEAD.INPUT={head_input}", "MODEL.HIP.STEM_WIDTH=16")
+    head = build_hiptrack_cls(cfg, training=False).cls_head
+    assert head.projection[0].in_features == cfg.MODEL.HIDDEN_DIM + stem_width
+    assert head.reads_stem == (head_input == "tokens+stem") == (head.input_norm is not None)
 
 
 def test_pooling_leaves_out_eliminated_tokens():
@@ -264,7 +297,7 @@ def test_stage_one_gradients_reach_only_the_head():
     assert not model.box_head.conv1_ctr[1].training  # frozen BatchNorm keeps its statistics
     assert model.cls_head.training
     running = model.box_head.conv1_ctr[1].running_mean.clone()
-    outs = model(*inputs(cfg))
+    outs = model(*inputs(cfg), with_challenges=True)
     loss = sum(o["cls_logits"].logsumexp(-1).mean() + o["score_map"].mean() for o in outs)
     loss.backward()
     with_grad = {n.split(".")[0] for n, p in model.named_parameters() if p.grad is not None}

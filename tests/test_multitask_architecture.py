@@ -92,7 +92,7 @@ def _inputs(cfg, batch: int, frames: int):
 def check_forward_pass(ctx: Context) -> str:
     cfg, model = ctx.cfg, ctx.model.train()
     frames = cfg.DATA.SEARCH.NUMBER
-    outs = model(*_inputs(cfg, 2, frames))
+    outs = model(*_inputs(cfg, 2, frames), with_challenges=True)
     assert len(outs) == frames
     labels = torch.tensor([0, -100])  # one labeled, one unlabeled frame
     loss_fn = ctx.modules["build_cls_loss"](cfg)

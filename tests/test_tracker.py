@@ -40,7 +40,7 @@ def test_tiny_tracker_boxes_are_finite_and_inside_image(precision):
         assert all(np.isfinite([x, y, w, h]))
         assert 0 <= x and 0 <= y and w >= 10 and h >= 10
         assert x + w <= 160 + 1e-6 and y + h <= 160 + 1e-6
-    assert len(tracker.memory.memory) == 2  # writes at 2, 4, 5, 10: capped at MAX_MEM
+    assert len(tracker.video_state.memory) == 2  # writes at 2, 4, 5, 10: capped at MAX_MEM
 
 
 def test_initialize_resets_memory_between_videos():
@@ -49,7 +49,7 @@ def test_initialize_resets_memory_between_videos():
     tracker = HIPTrackTracker(build_hiptrack(cfg, training=False), cfg)
     images, boxes = moving_square()
     first = run_tracker(tracker, images, boxes)
-    assert len(tracker.memory.memory) > 0
+    assert len(tracker.video_state.memory) > 0
     run_tracker(tracker, *moving_square(seed=1))
     assert run_tracker(tracker, images, boxes) == first
 

@@ -73,13 +73,13 @@ class Variant:
 
 VARIANTS: dict[str, Variant] = {
     # two-stage training only exists for the head, so a two-stage config's baseline trains in one stage
-    "baseline": Variant("baseline", "hiptrack", ("MODEL.CLS_HEAD.ENABLED=False", "MODEL.CLS_HEAD.STEM_FEATURES=False",
+    "baseline": Variant("baseline", "hiptrack", ("MODEL.CLS_HEAD.ENABLED=False", "MODEL.CLS_HEAD.INPUT=tokens",
                                                  "TRAIN.TWO_STAGE=False"),
                         "HIPTrack, no classification head"),
     "multitask": Variant("multitask", "hiptrack_cls", ("MODEL.CLS_HEAD.ENABLED=True", "MODEL.CLS_HEAD.FUSION=False"),
                          "shared backbone + challenge head (auxiliary loss only)"),
     "fusion": Variant("fusion", "hiptrack_cls", ("MODEL.CLS_HEAD.ENABLED=True", "MODEL.CLS_HEAD.FUSION=True",
-                                                "MODEL.CLS_HEAD.STEM_FEATURES=False"),
+                                                "MODEL.CLS_HEAD.INPUT=tokens"),
                       "challenge head features also added before the box head"),
 }
 

@@ -364,20 +364,13 @@ class Trainer:
     def validate(self, epoch: int) -> dict:
         model = self._bare_model
         model.eval()
-        has_head = hasattr(model, "predict_challenges")
-        if has_head:
-            model.predict_challenges = True
         self.set_loader_epoch(self.val_loader, epoch)
         metrics = EpochMetrics(self.cfg.MODEL.CLS_HEAD.NUM_CLASSES)
-        try:
-            for batch in self.val_loader:
-                batch = self._to_device(batch)
-                with self._autocast():
-                    _, stats = self.actor.compute_losses(self.actor.forward(batch, epoch), batch)
-                metrics.update(stats, batch["search_images"].shape[0])
-        finally:
-            if has_head:
-                model.predict_challenges = False
+        for batch in self.val_loader:  # the actor asks the network for challenges when it has the head
+            batch = self._to_device(batch)
+            with self._autocast():
+                _, stats = self.actor.compute_losses(self.actor.forward(batch, epoch), batch)
+            metrics.update(stats, batch["search_images"].shape[0])
         return metrics.reduce(self.dist.enabled, self.device)
 
     def _progress(self, total: int, epoch: int):

@@ -55,8 +55,10 @@ _MODEL = {
         "DROPOUT": Key(0.1, "dropout after the hidden layer of the classification MLP, in [0, 1)"),
         "FUSION": Key(False, "add a projection of the classification features to the map the box head "
                              "reads (boxes then depend on the head); False = box path exactly HIPTrack's"),
-        "STEM_FEATURES": Key(False, "also feed the head the pooled HIP memory-encoder stem of the search crop "
-                                    "(predicted box as mask); learns from scratch far faster; excludes FUSION"),
+        "INPUT": Key("tokens", "what the head reads: tokens = the mean of the backbone's search tokens; "
+                               "tokens+stem = that and the pooled HIP memory-encoder stem of the search crop "
+                               "(predicted box as mask; learns from scratch far faster; excludes FUSION)",
+                     choices=("tokens", "tokens+stem")),
     },
     "BACKBONE": {
         "TYPE": Key("vit_base_patch16_224_ce",
@@ -204,6 +206,18 @@ _INERT = "inert in the original HIPTrack; the value is ignored"
 _IGNORED = ("MODEL.EXTRA_MERGER", "MODEL.RETURN_INTER", "MODEL.RETURN_STAGES", "MODEL.BACKBONE.MID_PE",
             "MODEL.BACKBONE.MERGE_LAYER", "MODEL.BACKBONE.ADD_CLS_TOKEN", "MODEL.BACKBONE.CLS_TOKEN_USE_MODE",
             "TRAIN.DEEP_SUPERVISION", "TRAIN.TRAIN_CLS")
+
+
+def _stem_features_to_input(stem_features: Any) -> Any:
+    """``MODEL.CLS_HEAD.INPUT`` value of a legacy ``STEM_FEATURES`` bool; anything else passes through unchanged,
+    so the check of ``INPUT`` refuses it."""
+    if stem_features is True:
+        return "tokens+stem"
+    if stem_features is False:
+        return "tokens"
+    return stem_features
+
+
 LEGACY_KEYS: dict[str, LegacyKey] = {
     **{key: LegacyKey("ignore", _INERT) for key in _IGNORED},
     "DATA.MAX_JUMP": LegacyKey("ignore", "the causal sampler uses DATA.MAX_SAMPLE_INTERVAL"),
@@ -224,6 +238,9 @@ LEGACY_KEYS: dict[str, LegacyKey] = {
         "256-vs-768 mismatch cannot happen. Delete the key; enable fusion with "
         "MODEL.CLS_HEAD.FUSION: True.",
     ),
+    "MODEL.CLS_HEAD.STEM_FEATURES": LegacyKey(
+        "renamed", "the head's input is one choice now: STEM_FEATURES True is INPUT: tokens+stem, False is "
+                   "INPUT: tokens", new_key="MODEL.CLS_HEAD.INPUT", convert=_stem_features_to_input),
 }
 
 
@@ -349,11 +366,12 @@ def _check_cls_head(cfg: CfgNode) -> Iterator[str]:
                f"({', '.join(CLASS_NAMES)}); got {head.NUM_CLASSES}")
     if not 0 <= head.DROPOUT < 1:
         yield f"MODEL.CLS_HEAD.DROPOUT must be in [0, 1), got {head.DROPOUT}"
-    if head.FUSION and head.STEM_FEATURES:
-        yield ("MODEL.CLS_HEAD.FUSION and MODEL.CLS_HEAD.STEM_FEATURES exclude each other (the stem reads the "
-               "predicted box, fusion changes it): set one to False")
+    reads_stem = head.INPUT == "tokens+stem"
+    if head.FUSION and reads_stem:
+        yield ("MODEL.CLS_HEAD.FUSION and MODEL.CLS_HEAD.INPUT: tokens+stem exclude each other (the stem reads the "
+               "predicted box, fusion changes it): set FUSION: False or INPUT: tokens")
     if not head.ENABLED:
-        for key, on in (("MODEL.CLS_HEAD.FUSION", head.FUSION), ("MODEL.CLS_HEAD.STEM_FEATURES", head.STEM_FEATURES),
+        for key, on in (("MODEL.CLS_HEAD.FUSION", head.FUSION), ("MODEL.CLS_HEAD.INPUT: tokens+stem", reads_stem),
                         ("TRAIN.TWO_STAGE", cfg.TRAIN.TWO_STAGE)):
             if on:
                 yield f"{key} needs the classification head: set MODEL.CLS_HEAD.ENABLED: True"

@@ -168,9 +168,10 @@ class MemoryEncoder(nn.Module):
         x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
         return self.layer3(self.layer2(self.layer1(x)))
 
-    def forward(self, image: torch.Tensor, features: torch.Tensor, mask: torch.Tensor,
+    def forward(self, image: torch.Tensor, features: torch.Tensor, mask: torch.Tensor | None,
                 stem: torch.Tensor | None = None) -> torch.Tensor:
-        """Memory value (B, value_dim, H/16, W/16); pass ``stem`` to reuse a cached stem output."""
+        """Memory value (B, value_dim, H/16, W/16); pass ``stem`` to reuse a cached stem output (``image``
+        and ``mask`` are then not read)."""
         stem = self.stem(image, mask) if stem is None else stem
         return self.fuser(stem, features)
 

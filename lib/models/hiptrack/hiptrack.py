@@ -19,6 +19,7 @@ Memory schedules:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -64,6 +65,8 @@ class TrackingState:
 class HIPTrack(nn.Module):
     """HIPTrack network: backbone, historical prompt network, fusion block and box head."""
 
+    has_challenge_head: ClassVar[bool] = False  # may callers ask for challenges (``with_challenges=True``)?
+
     def __init__(self, backbone: VisionTransformerCE, head_channels: int = 256, key_dim: int = 64,
                  schedule: MemorySchedule = MemorySchedule(), stem_width: int = RESNET18_WIDTH) -> None:
         super().__init__()
@@ -101,10 +104,20 @@ class HIPTrack(nn.Module):
     def upsample(x: torch.Tensor, size: int) -> torch.Tensor:
         return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=True)
 
-    def predict_boxes(self, fused_map: torch.Tensor, tokens: torch.Tensor, removed: list[torch.Tensor],
-                      search: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Box head on the prompt-fused search map (B, C, Gs, Gs); subclasses add heads here
-        (``search`` is the frame's search crop (B, 3, Hs, Ws))."""
+    def check_can_predict(self, with_challenges: bool) -> None:
+        """Raise ``ValueError`` when asked for challenge predictions this network has no head for."""
+        if with_challenges and not self.has_challenge_head:
+            raise ValueError(f"{type(self).__name__} has no challenge classification head, so it cannot predict "
+                             "challenges (with_challenges=True); build HIPTrack-CLS (MODEL.CLS_HEAD.ENABLED True)")
+
+    def predict_frame(self, fused_map: torch.Tensor, tokens: torch.Tensor, removed: list[torch.Tensor],
+                      search: torch.Tensor, with_challenges: bool = False) -> dict[str, torch.Tensor]:
+        """Outputs of one frame: the box head on its prompt-fused search map (B, C, Gs, Gs).
+
+        Subclasses with more heads override this; they may also read the backbone ``tokens``
+        (B, Lz + Ls, C), the CE ``removed`` indices and the search crop ``search`` (B, 3, Hs, Ws), and
+        add challenge predictions when ``with_challenges`` (never True here: see ``check_can_predict``).
+        """
         return self.box_head(fused_map)
 
     def target_mask(self, pred_boxes: torch.Tensor, removed: list[torch.Tensor], size: int) -> torch.Tensor:
@@ -123,12 +136,13 @@ class HIPTrack(nn.Module):
 
     def frame_value(self, search: torch.Tensor, search_map: torch.Tensor, out: dict,
                     removed: list[torch.Tensor]) -> torch.Tensor:
-        """Memory value (B, Cv, Gs, Gs) of a predicted frame: image + predicted-box mask + features.
+        """Memory value (B, Cv, Gs, Gs) of a predicted frame: its encoder stem fused with its features."""
+        return self.HIP.encoder(search, search_map, None, stem=self.frame_stem(search, out, removed))
 
-        Reuses ``out["search_stem"]`` when the frame's encoder stem already ran on this mask (HIPTrack-CLS
-        with stem features)."""
-        mask = self.target_mask(out["pred_boxes"], removed, search.shape[-1])
-        return self.HIP.encoder(search, search_map, mask, stem=out.get("search_stem"))
+    def frame_stem(self, search: torch.Tensor, out: dict, removed: list[torch.Tensor]) -> torch.Tensor:
+        """Memory-encoder stem (B, 4 * stem_width, Gs, Gs) of a predicted frame: its crop (B, 3, Hs, Ws) and
+        its predicted-box mask. A subclass whose prediction already ran it returns that output instead."""
+        return self.HIP.encoder.stem(search, self.target_mask(out["pred_boxes"], removed, search.shape[-1]))
 
     def template_memory(self, tokens: torch.Tensor, template_image: torch.Tensor, mask: torch.Tensor | None,
                         stem: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,22 +151,22 @@ class HIPTrack(nn.Module):
         return self.key_proj(fmap), self.HIP.encoder(template_image, fmap, mask, stem=stem)
 
     def _decode(self, search: torch.Tensor, tokens: torch.Tensor, removed: list[torch.Tensor],
-                memory_keys: torch.Tensor, memory_values: torch.Tensor, memory_key_norms: torch.Tensor | None = None
-                ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-        """Read memory ((B, N, Ck) keys, (B, N, Cv) values) and predict the frame of search crop ``search``;
-        returns outputs, search map, key."""
+                memory_keys: torch.Tensor, memory_values: torch.Tensor, memory_key_norms: torch.Tensor | None = None,
+                with_challenges: bool = False) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """Read memory ((B, N, Ck) keys, (B, N, Cv) values) and predict the frame of search crop ``search``
+        (with its challenge if ``with_challenges``); returns outputs, search map, key."""
         search_map = self.search_map(tokens)
         key = self.key_proj(search_map)
         prompt = read_memory(memory_keys, memory_values, key, self.key_comp(search_map), memory_key_norms)
-        out = self.predict_boxes(self.searchRegionFusion(search_map + prompt), tokens, removed, search)
+        out = self.predict_frame(self.searchRegionFusion(search_map + prompt), tokens, removed, search, with_challenges)
         out["removed_indexes_s"] = removed
         out["backbone_feat"] = tokens
         return out, search_map, key
 
     # ----------------------------------------------------------------------------- training
     def forward(self, template: torch.Tensor, search: list[torch.Tensor], template_boxes: torch.Tensor,
-                ce_template_mask: torch.Tensor | None = None, ce_keep_rate: float | None = None
-                ) -> list[dict[str, torch.Tensor]]:
+                ce_template_mask: torch.Tensor | None = None, ce_keep_rate: float | None = None, *,
+                with_challenges: bool = False) -> list[dict[str, torch.Tensor]]:
         """Causal multi-frame forward used in training.
 
         Args:
@@ -161,12 +175,15 @@ class HIPTrack(nn.Module):
             template_boxes: (B, 4) or (1, B, 4) normalised xywh of the target in the template crop.
             ce_template_mask: (B, Lz) bool template queries for CE (None: all).
             ce_keep_rate: scheduled CE keep ratio (None: the blocks' own).
+            with_challenges: also predict each frame's challenge (``cls_logits``); needs a classification
+                head (HIPTrack-CLS), plain HIPTrack raises ``ValueError``.
 
         Returns:
             one dict per search frame: ``pred_boxes`` (B, 1, 4) normalised cxcywh, ``score_map``
             (B, 1, Gs, Gs), ``size_map`` / ``offset_map`` (B, 2, Gs, Gs), ``removed_indexes_s``
-            and ``backbone_feat`` (B, Lz + Ls, C).
+            and ``backbone_feat`` (B, Lz + Ls, C); with challenges also ``cls_logits`` (B, K).
         """
+        self.check_can_predict(with_challenges)
         size = search[0].shape[-1]
         template_image = self.upsample(template, size)
         template_mask = self.template_box_mask(template_boxes, size)
@@ -180,7 +197,7 @@ class HIPTrack(nn.Module):
                 mem_k, mem_v = map(to_tokens, self.template_memory(tokens, template_image, template_mask))
             else:
                 mem_k, mem_v = torch.cat(keys, dim=1), torch.cat(values, dim=1)
-            out, search_map, key = self._decode(x, tokens, removed, mem_k, mem_v)
+            out, search_map, key = self._decode(x, tokens, removed, mem_k, mem_v, with_challenges=with_challenges)
             outputs.append(out)
             if t < len(search) - 1:  # the last frame's memory would never be read
                 keys.append(to_tokens(key))
@@ -204,8 +221,11 @@ class HIPTrack(nn.Module):
         )
 
     @torch.no_grad()
-    def track(self, state: TrackingState, search: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Predict the next frame of ``state``'s video from its search crop (B, 3, Hs, Ws)."""
+    def track(self, state: TrackingState, search: torch.Tensor, *, with_challenges: bool = False
+              ) -> dict[str, torch.Tensor]:
+        """Predict the next frame of ``state``'s video from its search crop (B, 3, Hs, Ws); with
+        ``with_challenges`` also its challenge (``cls_logits`` (B, K), HIPTrack-CLS only)."""
+        self.check_can_predict(with_challenges)
         state.frame_index += 1
         index = state.frame_index
         tokens, removed = self.backbone(None, search, state.template_mask, None, z_tokens=state.template_tokens)
@@ -215,7 +235,7 @@ class HIPTrack(nn.Module):
             norms = None
         else:
             mem_k, mem_v, norms = state.memory.tensors()
-        out, search_map, key = self._decode(search, tokens, removed, mem_k, mem_v, norms)
+        out, search_map, key = self._decode(search, tokens, removed, mem_k, mem_v, norms, with_challenges)
         if self.schedule.writes(index):
             state.memory.write(key, self.frame_value(search, search_map, out, removed))
         return out

@@ -45,12 +45,17 @@ class ChallengeClassificationHead(nn.Module):
             nn.init.zeros_(self.fusion.weight)
             nn.init.zeros_(self.fusion.bias)
 
+    @property
+    def reads_stem(self) -> bool:
+        """Whether the head also reads a stem feature map (``stem_dim`` > 0) besides the tokens."""
+        return self.stem_dim > 0
+
     def features(self, search_tokens: torch.Tensor, removed_indexes: list[torch.Tensor],
                  stem_map: torch.Tensor | None = None) -> torch.Tensor:
         """Hidden features (B, hidden_dim) of the search tokens (B, HW, C) and, with ``stem_dim``, of the
         stem feature map (B, stem_dim, H, W)."""
         pooled = pool_kept_tokens(search_tokens, removed_indexes)
-        if self.stem_dim:
+        if self.reads_stem:
             if stem_map is None or stem_map.shape[1] != self.stem_dim:
                 raise ValueError(f"this head needs a ({self.stem_dim}-channel) stem map, got "
                                  f"{None if stem_map is None else tuple(stem_map.shape)}")

@@ -75,8 +75,8 @@ class HIPTrackTracker:
         self.mean = torch.tensor(cfg.DATA.MEAN, device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(cfg.DATA.STD, device=self.device).view(1, 3, 1, 1)
         self.window = hann2d(network.search_grid).to(self.device)
-        self.state: list[float] | None = None
-        self.memory: TrackingState | None = None
+        self.prev_box_xywh: list[float] | None = None  # the last box [x, y, w, h], centre of the next search crop
+        self.video_state: TrackingState | None = None  # the network's state of this video (template, memory bank)
 
     @classmethod
     def from_checkpoint(cls, cfg, checkpoint: str | Path, device: torch.device | str = "cpu",
@@ -111,26 +111,30 @@ class HIPTrackTracker:
         template_box = box_to_crop(box_t, box_t, resize_factor, test.TEMPLATE_SIZE).view(1, 4).to(self.device)
         grid = self.network.backbone.template_grid
         with self._autocast():
-            self.memory = self.network.start_tracking(self._to_tensor(patch), template_box,
-                                                      template_ce_mask(self.cfg, grid, device=self.device))
-        self.state = box
+            self.video_state = self.network.start_tracking(self._to_tensor(patch), template_box,
+                                                           template_ce_mask(self.cfg, grid, device=self.device))
+        self.prev_box_xywh = box
 
     @torch.no_grad()
     def track(self, image: np.ndarray, info: dict | None = None) -> dict:
         """Locate the target in the next frame; returns ``{'target_bbox': [x, y, w, h]}``."""
-        if self.memory is None:
+        if self.video_state is None:
             raise RuntimeError("call initialize() before track()")
         test = self.cfg.TEST
         height, width = image.shape[:2]
-        patch, resize_factor, _ = sample_target(image, self.state, test.SEARCH_FACTOR, test.SEARCH_SIZE)
+        patch, resize_factor, _ = sample_target(image, self.prev_box_xywh, test.SEARCH_FACTOR, test.SEARCH_SIZE)
         with self._autocast():
-            out = self.network.track(self.memory, self._to_tensor(patch))
+            out = self._run_network(self._to_tensor(patch))
         maps = {k: out[k].float() for k in ("score_map", "size_map", "offset_map")}
         response = self.window * maps["score_map"]
         box = self.network.box_head.boxes_from_maps(response, maps["size_map"], maps["offset_map"])
         cx, cy, w, h = (box[0] * test.SEARCH_SIZE / resize_factor).tolist()
-        self.state = clip_box(self._to_image(cx, cy, w, h, resize_factor), height, width, BOX_MARGIN)
-        return {"target_bbox": self.state, **self._extra_outputs(out)}
+        self.prev_box_xywh = clip_box(self._to_image(cx, cy, w, h, resize_factor), height, width, BOX_MARGIN)
+        return {"target_bbox": self.prev_box_xywh, **self._extra_outputs(out)}
+
+    def _run_network(self, search: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The network's outputs for the normalised search crop (1, 3, S, S) of the next frame (subclass hook)."""
+        return self.network.track(self.video_state, search)
 
     def _extra_outputs(self, out: dict[str, torch.Tensor]) -> dict:
         """Further entries of ``track()``'s result from the network output (none here; subclass hook)."""
@@ -138,8 +142,8 @@ class HIPTrackTracker:
 
     def _to_image(self, cx: float, cy: float, w: float, h: float, resize_factor: float) -> list[float]:
         """Box centred at (cx, cy) in crop pixels (scaled back) -> image [x, y, w, h]."""
-        prev_cx = self.state[0] + 0.5 * self.state[2]
-        prev_cy = self.state[1] + 0.5 * self.state[3]
+        prev_cx = self.prev_box_xywh[0] + 0.5 * self.prev_box_xywh[2]
+        prev_cy = self.prev_box_xywh[1] + 0.5 * self.prev_box_xywh[3]
         half = 0.5 * self.cfg.TEST.SEARCH_SIZE / resize_factor
         cx, cy = cx + prev_cx - half, cy + prev_cy - half
         return [cx - 0.5 * w, cy - 0.5 * h, w, h]

@@ -1,16 +1,16 @@
 """HIPTrack-CLS tracker: HIPTrack's tracker that can also report the frame's maritime challenge.
 
 Tracking is exactly :class:`~lib.test.tracker.hiptrack.HIPTrackTracker` (the box path of
-HIPTrack-CLS does not depend on the head unless ``MODEL.CLS_HEAD.FUSION``). With
-``predict_challenges`` the network also runs its classification head on every search frame and
-``track()`` adds ``cls_id`` (int) and ``cls_probs`` (K softmax probabilities); without it the head
-never runs.
+HIPTrack-CLS does not depend on the head unless ``MODEL.CLS_HEAD.FUSION``). A tracker made with
+``predict_challenges`` asks the network for the challenge of every search frame
+(``with_challenges=True``) and ``track()`` adds ``cls_id`` (int) and ``cls_probs`` (K softmax
+probabilities); without it the classifier never runs. The setting belongs to the tracker, so
+trackers with different settings can share one network.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from lib.models.hiptrack.hiptrack_cls import HIPTrackCLS
@@ -27,7 +27,6 @@ class HIPTrackCLSTracker(HIPTrackTracker):
                             "use a config with MODEL.CLS_HEAD.ENABLED True")
         super().__init__(network, cfg, device, precision)
         self.predict_challenges = predict_challenges
-        network.predict_challenges = predict_challenges
 
     @classmethod
     def from_checkpoint(cls, cfg, checkpoint: str | Path, device: torch.device | str = "cpu",
@@ -38,10 +37,9 @@ class HIPTrackCLSTracker(HIPTrackTracker):
                              "use the hiptrack tracker for plain HIPTrack configs")
         return cls(load_network(cfg, checkpoint, device), cfg, device, predict_challenges=save_cls)
 
-    def track(self, image: np.ndarray, info: dict | None = None) -> dict:
-        """HIPTrack's ``track()``; with ``predict_challenges`` also ``cls_id`` and ``cls_probs``."""
-        self.network.predict_challenges = self.predict_challenges  # the network may be shared by trackers
-        return super().track(image, info)
+    def _run_network(self, search: torch.Tensor) -> dict[str, torch.Tensor]:
+        """HIPTrack's network outputs, plus ``cls_logits`` when this tracker predicts challenges."""
+        return self.network.track(self.video_state, search, with_challenges=self.predict_challenges)
 
     def _extra_outputs(self, out: dict[str, torch.Tensor]) -> dict:
         """``cls_id`` and ``cls_probs`` of the frame when challenge predictions are on."""

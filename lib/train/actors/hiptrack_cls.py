@@ -48,11 +48,14 @@ class HIPTrackActor:
         return ce_keep_rate(epoch, self.cfg.TRAIN.CE_START_EPOCH, self.cfg.TRAIN.CE_WARM_EPOCH, ratios[0])
 
     def forward(self, batch: dict, epoch: int) -> list[dict]:
+        """The network's per-frame outputs for ``batch``; with the head (``MODEL.CLS_HEAD.ENABLED``) they
+        include ``cls_logits``, in training and in validation alike."""
         template = batch["template_images"][:, 0]
         search = list(batch["search_images"].unbind(1))
         grid = template.shape[-1] // self.cfg.MODEL.BACKBONE.STRIDE
         mask = template_ce_mask(self.cfg, grid, template.shape[0], template.device)
-        return self.net(template, search, batch["template_anno"][:, 0], mask, self.keep_rate(epoch))
+        return self.net(template, search, batch["template_anno"][:, 0], mask, self.keep_rate(epoch),
+                        with_challenges=self.has_cls)
 
     def __call__(self, batch: dict, epoch: int) -> tuple[torch.Tensor, dict[str, float]]:
         outputs = self.forward(batch, epoch)
