@@ -347,7 +347,7 @@ def test_bottleneck_dim_raises_with_migration_text(tmp_path: Path) -> None:
         load_config(path)
     assert "exp.yaml" in str(info.value)
     assert LEGACY_KEYS["MODEL.BOTTLENECK_DIM"].message in str(info.value)
-    assert "Delete the key; enable fusion with MODEL.CLS_HEAD.FUSION: True." in str(info.value)
+    assert "Delete the key; enable fusion with MODEL.CLS_HEAD.FUSION: ADD." in str(info.value)
 
 
 def test_original_hiptrack_yaml_still_loads(tmp_path: Path) -> None:

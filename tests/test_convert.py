@@ -69,21 +69,29 @@ def test_plain_tracker_loads_the_output_strictly_and_tracks_identically(convert,
 
 
 def test_fusion_is_refused(convert, tmp_path):
-    ckpt = tiny_checkpoint(tmp_path / "fusion.pth.tar", "MODEL.CLS_HEAD.FUSION=True")
+    ckpt = tiny_checkpoint(tmp_path / "fusion.pth.tar", "MODEL.CLS_HEAD.FUSION=ADD")
     out = tmp_path / "plain.pth.tar"
     with pytest.raises(SystemExit) as exc:
         convert(["--input", str(ckpt), "--output", str(out)])
     assert "fusion" in str(exc.value.code) and not out.exists()
 
 
-def test_fusion_flag_in_stored_config_is_refused(convert, cls_ckpt, tmp_path):
+@pytest.mark.parametrize("stored", [True, "FILM", "GATE"])
+def test_fusion_flag_in_stored_config_is_refused(convert, cls_ckpt, tmp_path, stored):
     payload = read_checkpoint(cls_ckpt)
-    payload["config"]["MODEL"]["CLS_HEAD"]["FUSION"] = True
+    payload["config"]["MODEL"]["CLS_HEAD"]["FUSION"] = stored
     ckpt = save_checkpoint(payload, tmp_path / "flagged.pth.tar")
     out = tmp_path / "plain.pth.tar"
     with pytest.raises(SystemExit, match="MODEL.CLS_HEAD.FUSION"):
         convert(["--input", str(ckpt), "--output", str(out)])
     assert not out.exists()
+
+
+def test_a_stored_fusion_none_converts(convert, cls_ckpt, tmp_path):
+    payload = read_checkpoint(cls_ckpt)
+    assert payload["config"]["MODEL"]["CLS_HEAD"]["FUSION"] == "NONE"
+    convert(["--input", str(cls_ckpt), "--output", str(tmp_path / "plain.pth.tar")])
+    assert (tmp_path / "plain.pth.tar").is_file()
 
 
 def test_input_is_never_overwritten(convert, cls_ckpt, tmp_path):

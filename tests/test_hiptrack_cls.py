@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from conftest import make_tiny_cfg
-from lib.config.hiptrack import load_config, resolve_experiment_config
+from lib.config.hiptrack import config_from_dict, load_config, resolve_experiment_config
 from lib.config.node import ConfigError
 from lib.models import build_model
 from lib.models.hiptrack.hiptrack import HIPTrack, build_hiptrack
 from lib.models.hiptrack.hiptrack_cls import HIPTrackCLS, build_hiptrack_cls
 from lib.utils.checkpoint import CheckpointError
-from lib.models.layers.cls_head import pool_kept_tokens
+from lib.models.layers.cls_head import ChallengeClassificationHead, pool_kept_tokens
 from lib.models.hiptrack.vit_ce import ctr_point_mask
 from lib.test.tracker.hiptrack import load_network
 from lib.train.trainable import enter_train_mode, set_trainable, stage_learning_rate, trainable_summary, \
@@ -106,11 +106,12 @@ def test_without_fusion_boxes_equal_plain_hiptrack():
                 assert torch.equal(x[key], y[key]), (mode, key)
 
 
-def test_fusion_projects_to_box_head_channels_and_changes_boxes():
-    cfg = cls_cfg("MODEL.CLS_HEAD.FUSION=True")
+@pytest.mark.parametrize("mode,width", [("ADD", 1), ("FILM", 2), ("GATE", 1)])
+def test_fusion_projects_to_box_head_channels_and_changes_boxes(mode, width):
+    cfg = cls_cfg(f"MODEL.CLS_HEAD.FUSION={mode}")
     torch.manual_seed(0)
     model = build_hiptrack_cls(cfg, training=False).eval()
-    assert model.cls_head.fusion.weight.shape == (cfg.MODEL.HIDDEN_DIM, cfg.MODEL.CLS_HEAD.HIDDEN_DIM)
+    assert model.cls_head.fusion.weight.shape == (width * cfg.MODEL.HIDDEN_DIM, cfg.MODEL.CLS_HEAD.HIDDEN_DIM)
     assert model.box_head.conv1_ctr[0].in_channels == cfg.MODEL.HIDDEN_DIM
     template, search, boxes, mask = inputs(cfg)
     with torch.no_grad():
@@ -123,8 +124,9 @@ def test_fusion_projects_to_box_head_channels_and_changes_boxes():
     assert not torch.allclose(out["score_map"], before)
 
 
-def test_fusion_starts_as_identity():
-    cfg = cls_cfg("MODEL.CLS_HEAD.FUSION=True")
+@pytest.mark.parametrize("mode", ["ADD", "FILM", "GATE"])
+def test_fusion_starts_as_identity(mode):
+    cfg = cls_cfg(f"MODEL.CLS_HEAD.FUSION={mode}")
     torch.manual_seed(0)
     fused = build_hiptrack_cls(cfg, training=False).eval()
     plain = build_hiptrack(cfg, training=False).eval()
@@ -172,7 +174,7 @@ def test_stem_features_feed_the_head_and_leave_the_boxes_alone():
 
 def test_stem_input_excludes_fusion_and_needs_the_head():
     with pytest.raises(ConfigError, match="exclude each other"):
-        cls_cfg("MODEL.CLS_HEAD.INPUT=tokens+stem", "MODEL.CLS_HEAD.FUSION=True")
+        cls_cfg("MODEL.CLS_HEAD.INPUT=tokens+stem", "MODEL.CLS_HEAD.FUSION=ADD")
     with pytest.raises(ConfigError, match=r"INPUT: tokens\+stem needs the classification head"):
         make_tiny_cfg("MODEL.CLS_HEAD.INPUT=tokens+stem")
     from lib.models.layers.cls_head import ChallengeClassificationHead
@@ -216,7 +218,7 @@ def test_hidden_dim_must_match_backbone():
 
 def test_config_rejects_fusion_without_head_and_bottleneck_dim(tmp_path):
     with pytest.raises(ConfigError, match="FUSION needs the classification head"):
-        make_tiny_cfg("MODEL.CLS_HEAD.FUSION=True")
+        make_tiny_cfg("MODEL.CLS_HEAD.FUSION=ADD")
     with pytest.raises(ConfigError, match="TWO_STAGE needs the classification head"):
         make_tiny_cfg("TRAIN.TWO_STAGE=True", "TRAIN.EPOCH=50")
     with pytest.raises(ConfigError, match="STAGE1_EPOCHS"):
@@ -313,3 +315,28 @@ def test_freeze_cls_epoch():
     set_trainable(model, cfg, epoch=2)
     assert not any(p.requires_grad for p in model.cls_head.parameters())
     assert all(p.requires_grad for p in model.box_head.parameters())
+
+
+def test_fusion_modes_compute_what_they_say():
+    torch.manual_seed(0)
+    fmap, hidden = torch.randn(2, 3, 4, 4), torch.randn(2, 5)
+    for mode in ("ADD", "FILM", "GATE"):
+        head = ChallengeClassificationHead(8, 5, fusion_dim=3, fusion_mode=mode)
+        torch.nn.init.normal_(head.fusion.weight)
+        p = head.fusion(hidden)[:, :, None, None]
+        expected = {"ADD": lambda: fmap + p,
+                    "FILM": lambda: (1 + torch.tanh(p[:, :3])) * fmap + p[:, 3:],
+                    "GATE": lambda: 2 * torch.sigmoid(p) * fmap}[mode]()
+        assert torch.allclose(head.condition(fmap, hidden), expected), mode
+    with pytest.raises(ValueError, match="fusion_mode"):
+        ChallengeClassificationHead(8, 5, fusion_dim=3, fusion_mode="CONCAT")
+
+
+def test_old_boolean_fusion_is_read_as_add_or_none(caplog):
+    with caplog.at_level(logging.WARNING):
+        assert cls_cfg("MODEL.CLS_HEAD.FUSION=True").MODEL.CLS_HEAD.FUSION == "ADD"
+    assert "MODEL.CLS_HEAD.FUSION" in caplog.text and "deprecated value" in caplog.text
+    assert cls_cfg("MODEL.CLS_HEAD.FUSION=False").MODEL.CLS_HEAD.FUSION == "NONE"
+    stored = cls_cfg().to_dict()
+    stored["MODEL"]["CLS_HEAD"]["FUSION"] = True  # a checkpoint written before the fusion modes
+    assert config_from_dict(stored).MODEL.CLS_HEAD.FUSION == "ADD"

@@ -57,13 +57,16 @@ class Key:
 
     The type of ``default`` is the key's type (``bool``, ``int``, ``float``, ``str`` or
     ``list``). A list's element type is taken from its default elements, or from
-    ``elem_type`` when the default list is empty.
+    ``elem_type`` when the default list is empty. ``deprecated_values`` maps values that older
+    configs hold (of another type, e.g. ``True`` of a key that became an enum) to today's value;
+    they are read with a deprecation warning.
     """
 
     default: Any
     comment: str
     choices: tuple | None = None
     elem_type: type | None = None
+    deprecated_values: tuple[tuple[Any, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.comment, str) or not self.comment.strip():
@@ -79,6 +82,17 @@ class Key:
             object.__setattr__(self, "choices", tuple(self.choices))
             if self.default not in self.choices:
                 raise TypeError(f"Key({self.default!r}): default is not one of {list(self.choices)}")
+        object.__setattr__(self, "deprecated_values", tuple(dict(self.deprecated_values).items()))
+        for _, new in self.deprecated_values:
+            if type(new) is not self.type or (self.choices is not None and new not in self.choices):
+                raise TypeError(f"Key({self.default!r}): deprecated value maps to {new!r}, not a valid value")
+
+    def replace_deprecated(self, value: Any) -> tuple[Any, bool]:
+        """``(today's value, True)`` for a deprecated value (same type and value), else ``(value, False)``."""
+        for old, new in self.deprecated_values:
+            if type(value) is type(old) and value == old:
+                return new, True
+        return value, False
 
     def _list_elem_type(self) -> type:
         """Element type of a list key: declared, else inferred from the default elements."""
@@ -335,6 +349,9 @@ def _coerce(value: Any, key: Key, dotted: str, source: str = "") -> Any:
     """
     prefix = f"{source}: " if source else ""
     where = f"{prefix}key '{dotted}'"
+    value, deprecated = key.replace_deprecated(value)
+    if deprecated:
+        logger.warning("%s: a deprecated value, read as %r", where, value)
     if key.type is list:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected {key.type_name}, got {_describe_value(value)}")

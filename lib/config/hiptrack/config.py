@@ -39,6 +39,8 @@ __all__ = [
 REPO_ROOT = Path(__file__).resolve().parents[3]
 EXPERIMENTS_DIR = REPO_ROOT / "experiments"
 
+FUSION_MODES = ("NONE", "ADD", "FILM", "GATE")  # see lib/models/layers/cls_head.py
+
 _MODEL = {
     "PRETRAIN_FILE": Key("", "weights to start training from: a file path, or a name looked up in "
                              "$HIPTRACK_PRETRAINED_DIR, then pretrained/; empty = random init; "
@@ -53,11 +55,14 @@ _MODEL = {
                                         "(0 Occlusion ... 9 Normal)"),
         "HIDDEN_DIM": Key(512, "hidden width of the classification MLP"),
         "DROPOUT": Key(0.1, "dropout after the hidden layer of the classification MLP, in [0, 1)"),
-        "FUSION": Key(False, "add a projection of the classification features to the map the box head "
-                             "reads (boxes then depend on the head); False = box path exactly HIPTrack's"),
+        "FUSION": Key("NONE", "how the head's features condition the map the box head reads: NONE = boxes "
+                              "exactly HIPTrack's; ADD = a projection added; FILM = (1 + tanh(gamma)) * map + beta; "
+                              "GATE = 2 sigmoid(g) * map per channel; each starts as the identity (zero init); "
+                              "old True / False read as ADD / NONE",
+                      choices=FUSION_MODES, deprecated_values=((True, "ADD"), (False, "NONE"))),
         "INPUT": Key("tokens", "what the head reads: tokens = the mean of the backbone's search tokens; "
                                "tokens+stem = that and the pooled HIP memory-encoder stem of the search crop "
-                               "(predicted box as mask; learns from scratch far faster; excludes FUSION)",
+                               "(predicted box as mask; learns from scratch far faster; needs FUSION: NONE)",
                      choices=("tokens", "tokens+stem")),
     },
     "BACKBONE": {
@@ -236,7 +241,7 @@ LEGACY_KEYS: dict[str, LegacyKey] = {
         "MODEL.BOTTLENECK_DIM was removed: the optional classification->box fusion now projects to the "
         "channel count of the map the box head reads (the backbone embed dim, 768 for ViT-B), so the "
         "256-vs-768 mismatch cannot happen. Delete the key; enable fusion with "
-        "MODEL.CLS_HEAD.FUSION: True.",
+        "MODEL.CLS_HEAD.FUSION: ADD.",
     ),
     "MODEL.CLS_HEAD.STEM_FEATURES": LegacyKey(
         "renamed", "the head's input is one choice now: STEM_FEATURES True is INPUT: tokens+stem, False is "
@@ -367,11 +372,12 @@ def _check_cls_head(cfg: CfgNode) -> Iterator[str]:
     if not 0 <= head.DROPOUT < 1:
         yield f"MODEL.CLS_HEAD.DROPOUT must be in [0, 1), got {head.DROPOUT}"
     reads_stem = head.INPUT == "tokens+stem"
-    if head.FUSION and reads_stem:
-        yield ("MODEL.CLS_HEAD.FUSION and MODEL.CLS_HEAD.INPUT: tokens+stem exclude each other (the stem reads the "
-               "predicted box, fusion changes it): set FUSION: False or INPUT: tokens")
+    fusion = head.FUSION != "NONE"
+    if fusion and reads_stem:
+        yield (f"MODEL.CLS_HEAD.FUSION: {head.FUSION} and MODEL.CLS_HEAD.INPUT: tokens+stem exclude each other (the "
+               "stem reads the predicted box, fusion changes it): set FUSION: NONE or INPUT: tokens")
     if not head.ENABLED:
-        for key, on in (("MODEL.CLS_HEAD.FUSION", head.FUSION), ("MODEL.CLS_HEAD.INPUT: tokens+stem", reads_stem),
+        for key, on in (("MODEL.CLS_HEAD.FUSION", fusion), ("MODEL.CLS_HEAD.INPUT: tokens+stem", reads_stem),
                         ("TRAIN.TWO_STAGE", cfg.TRAIN.TWO_STAGE)):
             if on:
                 yield f"{key} needs the classification head: set MODEL.CLS_HEAD.ENABLED: True"

@@ -11,8 +11,9 @@ what HIPTrack costs. The head configuration picks one prediction path per frame:
 * tokens + stem (``INPUT: tokens+stem``): boxes as HIPTrack, then the head on the pooled tokens and
   the pooled HIP memory-encoder stem of the search crop with the predicted box as its mask channel
   (the network that otherwise encodes the frame into memory, which then reuses that stem);
-* fusion (``MODEL.CLS_HEAD.FUSION``, tokens only): the head's features are projected to the box
-  head's input channels and added to its input map, so they are computed for every frame.
+* fusion (``MODEL.CLS_HEAD.FUSION``: ADD, FILM or GATE; tokens only): the head's features condition the
+  box head's input map (added, FiLM or a channel gate; see ``lib/models/layers/cls_head.py``), so they are
+  computed for every frame.
 """
 from __future__ import annotations
 
@@ -75,9 +76,9 @@ class HIPTrackCLS(HIPTrack):
 
     def _predict_with_fusion(self, fused_map: torch.Tensor, tokens: torch.Tensor, removed: list[torch.Tensor],
                              with_challenges: bool) -> dict[str, torch.Tensor]:
-        """Fusion: the head's features, projected, are added to the box head's input, so they always run."""
+        """Fusion: the head's features condition the box head's input, so they always run."""
         hidden = self.cls_head.features(self._search_tokens(tokens), removed)
-        out = self.box_head(fused_map + self.cls_head.fusion(hidden)[:, :, None, None])
+        out = self.box_head(self.cls_head.condition(fused_map, hidden))
         if with_challenges:
             out["cls_logits"] = self.cls_head.classifier(hidden)
         return out
@@ -97,9 +98,11 @@ def build_hiptrack_cls(cfg, training: bool = True) -> HIPTrackCLS:
     parts = hiptrack_parts(cfg, training)
     head_cfg = cfg.MODEL.CLS_HEAD
     reads_stem = head_cfg.INPUT == "tokens+stem"
+    fusion = head_cfg.FUSION != "NONE"
     head = ChallengeClassificationHead(cfg.MODEL.HIDDEN_DIM, head_cfg.HIDDEN_DIM, head_cfg.NUM_CLASSES,
-                                       head_cfg.DROPOUT, fusion_dim=cfg.MODEL.HIDDEN_DIM if head_cfg.FUSION else None,
-                                       stem_dim=stem_channels(parts["stem_width"]) if reads_stem else 0)
+                                       head_cfg.DROPOUT, fusion_dim=cfg.MODEL.HIDDEN_DIM if fusion else None,
+                                       stem_dim=stem_channels(parts["stem_width"]) if reads_stem else 0,
+                                       fusion_mode=head_cfg.FUSION if fusion else "ADD")
     model = HIPTrackCLS(head, **parts)
     if training:
         report = load_initial_weights(model, cfg)

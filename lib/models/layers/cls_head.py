@@ -2,8 +2,15 @@
 
 The search-region tokens of the shared backbone are mean-pooled (tokens removed by candidate
 elimination are left out) and classified by a small MLP. Optionally (``fusion``) the hidden
-features are projected to the channel count of the map the box head reads, so they can be added
-to it as a global residual. The projection starts at zero, so a model fine-tuned from HIPTrack
+features condition the map ``F`` (B, C, H, W) the box head reads, through one linear projection
+``p`` of them (``cls_head.fusion``):
+
+* ``ADD``: ``F + p`` (a global residual, ``p`` has C channels);
+* ``FILM``: ``(1 + tanh(gamma)) * F + beta`` with ``gamma, beta`` the two halves of ``p`` (2C channels;
+  feature-wise linear modulation, Perez et al., AAAI 2018), the scale bounded to (0, 2);
+* ``GATE``: ``2 sigmoid(p) * F``, a learned gate per channel in (0, 2).
+
+The projection starts at zero, so each mode starts as the identity: a model fine-tuned from HIPTrack
 weights begins with exactly HIPTrack's boxes. Optionally (``stem_dim``) the global average of a
 convolutional feature map of the search crop is concatenated to the pooled tokens; a LayerNorm
 then puts the two on one scale.
@@ -26,14 +33,20 @@ def pool_kept_tokens(search_tokens: torch.Tensor, removed_indexes: list[torch.Te
     return search_tokens.sum(dim=1) / (search_tokens.shape[1] - num_removed)
 
 
+FUSION_OUT_CHANNELS = {"ADD": 1, "FILM": 2, "GATE": 1}  # projection width in multiples of the map's channels
+
+
 class ChallengeClassificationHead(nn.Module):
     """Pooled backbone features -> Linear + ReLU + Dropout -> Linear -> challenge logits."""
 
     def __init__(self, in_dim: int, hidden_dim: int = 512, num_classes: int = NUM_CLASSES, dropout: float = 0.1,
-                 fusion_dim: int | None = None, stem_dim: int = 0) -> None:
+                 fusion_dim: int | None = None, stem_dim: int = 0, fusion_mode: str = "ADD") -> None:
         super().__init__()
         if fusion_dim and stem_dim:
             raise ValueError("fusion and stem features exclude each other: the stem input needs the predicted box")
+        if fusion_mode not in FUSION_OUT_CHANNELS:
+            raise ValueError(f"fusion_mode must be one of {', '.join(FUSION_OUT_CHANNELS)}, got {fusion_mode!r}")
+        self.fusion_mode = fusion_mode
         self.stem_dim = stem_dim
         self.input_norm = nn.LayerNorm(in_dim + stem_dim) if stem_dim else None
         self.projection = nn.Sequential(nn.Linear(in_dim + stem_dim, hidden_dim), nn.ReLU(inplace=True),
@@ -41,7 +54,7 @@ class ChallengeClassificationHead(nn.Module):
         self.classifier = nn.Linear(hidden_dim, num_classes)
         self.fusion = None
         if fusion_dim:
-            self.fusion = nn.Linear(hidden_dim, fusion_dim)
+            self.fusion = nn.Linear(hidden_dim, FUSION_OUT_CHANNELS[fusion_mode] * fusion_dim)
             nn.init.zeros_(self.fusion.weight)
             nn.init.zeros_(self.fusion.bias)
 
@@ -62,9 +75,20 @@ class ChallengeClassificationHead(nn.Module):
             pooled = self.input_norm(torch.cat([pooled, stem_map.mean(dim=(2, 3))], dim=1))
         return self.projection(pooled)
 
+    def condition(self, box_input: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        """The box head's input map (B, C, H, W) conditioned on hidden features (B, hidden_dim) by the fusion mode."""
+        p = self.fusion(hidden)[:, :, None, None]
+        if self.fusion_mode == "ADD":
+            return box_input + p
+        if self.fusion_mode == "FILM":
+            gamma, beta = p.chunk(2, dim=1)
+            return (1 + torch.tanh(gamma)) * box_input + beta
+        return 2 * torch.sigmoid(p) * box_input
+
     def forward(self, search_tokens: torch.Tensor, removed_indexes: list[torch.Tensor],
                 stem_map: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """``cls_logits`` (B, K), ``cls_features`` (B, hidden) and, with fusion, ``fusion_features`` (B, C)."""
+        """``cls_logits`` (B, K), ``cls_features`` (B, hidden) and, with fusion, ``fusion_features`` (B, C or 2C),
+        the projection :meth:`condition` applies."""
         hidden = self.features(search_tokens, removed_indexes, stem_map)
         out = {"cls_logits": self.classifier(hidden), "cls_features": hidden}
         if self.fusion is not None:

@@ -34,11 +34,13 @@ class ConversionReport:
 
 
 def _fusion_in_config(config: Any) -> bool:
-    """True when a stored config dict has ``MODEL.CLS_HEAD.FUSION`` set."""
+    """True when a stored config dict conditions the box path on the head (``MODEL.CLS_HEAD.FUSION`` other than
+    NONE, or True in configs older than the fusion modes)."""
     try:
-        return bool(config["MODEL"]["CLS_HEAD"]["FUSION"])
+        value = config["MODEL"]["CLS_HEAD"]["FUSION"]
     except (KeyError, TypeError):
         return False
+    return value is True or (isinstance(value, str) and value != "NONE")
 
 
 def plain_config(config: Any) -> Any:
@@ -66,7 +68,7 @@ def strip_cls_head(payload: Any, source: str | Path) -> tuple[dict, ConversionRe
     config = payload.get("config")
     fusion_keys = [k for k in head if k.startswith(FUSION_PREFIX)]
     if fusion_keys or _fusion_in_config(config):
-        where = f"{len(fusion_keys)} {FUSION_PREFIX}* weights" if fusion_keys else "MODEL.CLS_HEAD.FUSION True"
+        where = f"{len(fusion_keys)} {FUSION_PREFIX}* weights" if fusion_keys else "MODEL.CLS_HEAD.FUSION on"
         raise CheckpointError(f"{source} was trained with classification->box fusion ({where}): its boxes depend "
                               "on the classification head, so the head cannot be removed. Test it with the "
                               "hiptrack_cls tracker instead")
