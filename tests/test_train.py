@@ -327,7 +327,8 @@ def test_metrics_file_holds_the_logged_and_tensorboard_numbers(full_run):
         assert {k: pytest.approx(v, rel=1e-6) for k, v in recorded.items()} == board  # TensorBoard keeps float32
         for r in records:
             logged = summary_values(full_run, split, r["epoch"])
-            numbers = {**r[split], **({f"LearningRate/{g}": lr for g, lr in r["lr"].items()} if split == "train" else {})}
+            lrs = {f"LearningRate/{g}": lr for g, lr in r["lr"].items()} if split == "train" else {}
+            numbers = {**r[split], **lrs}
             assert logged == {k: f"{v:.4f}" for k, v in numbers.items() if k != "confusion"}
             confusion = torch.tensor(r[split]["confusion"])
             assert confusion.sum().item() == r[split]["labeled_frames"]
