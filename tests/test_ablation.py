@@ -11,6 +11,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +20,16 @@ import pytest
 from conftest import load_script
 from lib.pipeline import ablation
 from lib.pipeline.ablation import AblationSettings, VariantResult
+from lib.test.analysis.ablation_report import format_challenge_table, format_overall_table, format_summary
+from lib.test.analysis.challenges import challenge_accuracy, challenge_labels
 from lib.synthetic import generate_dataset
 from lib.test.analysis import evaluate_results
 from lib.test.evaluation.results import results_dir, sequence_files, write_boxes, write_challenges
 from lib.dataset.paths import DatasetPaths
 from lib.dataset.registry import build_dataset
 from lib.challenges import CLASS_NAMES, IGNORE_INDEX
+from lib.utils.records import append_jsonl
+from lib.utils.runs import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 ABLATION_PY = REPO / "tracking" / "ablation.py"
@@ -70,7 +75,7 @@ def test_challenge_accuracy_by_hand(tmp_path):
               "b": np.array([OCCLUSION, NORMAL, NORMAL, NORMAL])}
     write_predictions(tmp_path, "a", [-1, NORMAL, OCCLUSION, MOTION_BLUR, 5, MOTION_BLUR])  # 3 of 4 right
     write_predictions(tmp_path, "b", [-1, NORMAL, OCCLUSION, -1])                           # 1 of 2 right
-    result = ablation.challenge_accuracy(tmp_path, "got10k", labels)
+    result = challenge_accuracy(tmp_path, "got10k", labels)
     assert result["frames"] == 6
     assert result["accuracy"] == 4 / 6
     assert result["majority"] == 3 / 6 and result["majority_class"] == "Normal"
@@ -79,20 +84,20 @@ def test_challenge_accuracy_by_hand(tmp_path):
 
 def test_challenge_accuracy_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no challenge predictions for a.*--save_cls"):
-        ablation.challenge_accuracy(tmp_path, "got10k", {"a": np.array([NORMAL, NORMAL])})
+        challenge_accuracy(tmp_path, "got10k", {"a": np.array([NORMAL, NORMAL])})
     write_predictions(tmp_path, "a", [-1, NORMAL, NORMAL])
     with pytest.raises(ValueError, match="3 lines for 2 frames"):
-        ablation.challenge_accuracy(tmp_path, "got10k", {"a": np.array([NORMAL, NORMAL])})
+        challenge_accuracy(tmp_path, "got10k", {"a": np.array([NORMAL, NORMAL])})
 
 
 def test_always_majority_scores_the_majority_baseline(ground_truth, tmp_path):
-    labels = ablation.challenge_labels(ground_truth)
+    labels = challenge_labels(ground_truth)
     assert set(labels) == {"2-Boat", "4-USV"} and all(len(v) == 20 for v in labels.values())
     scored = np.concatenate([v[1:] for v in labels.values()])
     majority = int(np.bincount(scored).argmax())
     for name, seq_labels in labels.items():
         write_predictions(tmp_path, name, [-1] + [majority] * (len(seq_labels) - 1))
-    result = ablation.challenge_accuracy(tmp_path, "got10k", labels)
+    result = challenge_accuracy(tmp_path, "got10k", labels)
     assert result["frames"] == 38 and result["accuracy"] == result["majority"]
     assert result["majority_class"] == CLASS_NAMES[majority]
 
@@ -109,7 +114,7 @@ def test_overall_table_exact():
     variants = {"baseline": variant_result("baseline", BASELINE),
                 "multitask": variant_result("multitask", MULTITASK, {"accuracy": 0.7, "majority": 0.4125}, 150.0,
                                             skipped=True)}
-    assert ablation.format_overall_table(variants) == "\n".join([
+    assert format_overall_table(variants) == "\n".join([
         "Variant       AO  SR0.5  SR0.75    AUC   FPS  ClsAcc  Majority  Train min",
         "---------  -----  -----  ------  -----  ----  ------  --------  ---------",
         "baseline   0.500  0.600   0.250  0.457  30.0       -         -        1.5",
@@ -122,13 +127,13 @@ def test_challenge_table_and_summary_exact():
                 "multitask": variant_result("multitask", MULTITASK, {"accuracy": 0.7, "majority": 0.4125}),
                 "fusion": variant_result("fusion", {**MULTITASK, "ao": 0.49,
                                                     "per_challenge": {"Normal": {"ao": 0.7, "frames": 20}}})}
-    assert ablation.format_challenge_table(variants) == "\n".join([
+    assert format_challenge_table(variants) == "\n".join([
         "Challenge  Frames  baseline AO  multitask AO  fusion AO  Δ multitask  Δ fusion",
         "---------  ------  -----------  ------------  ---------  -----------  --------",
         "Occlusion      10        0.400         0.450          -       +0.050         -",
         "Normal         20        0.600         0.580      0.700       -0.020    +0.100",
     ])
-    assert ablation.format_summary(variants) == [
+    assert format_summary(variants) == [
         "auxiliary task: AO 0.551 vs baseline 0.500 (Δ +0.051); challenge accuracy 0.700 vs majority-class 0.412",
         "fusion: AO 0.490 vs baseline 0.500 (Δ -0.010); challenge accuracy - (no challenge labels)",
     ]
@@ -146,10 +151,10 @@ def test_tables_of_scored_result_files(ground_truth, tmp_path):
             write_boxes(sequence_files(tmp_path / name, ground_truth.sequence_name(i), "got10k").boxes, boxes)
         scores[name] = evaluate_results(tmp_path / name, ground_truth, "got10k")
     variants = {n: variant_result(n, s, train_seconds=None) for n, s in scores.items()}
-    overall = ablation.format_overall_table(variants).splitlines()
+    overall = format_overall_table(variants).splitlines()
     assert overall[2].split() == ["baseline", "0.625", "1.000", "0.000", "0.636", "-", "-", "-", "-"]
     assert overall[3].split()[:4] == ["multitask", "1.000", "1.000", "1.000"]
-    rows = {line[:19].strip(): line[19:].split() for line in ablation.format_challenge_table(variants).splitlines()[2:]}
+    rows = {line[:19].strip(): line[19:].split() for line in format_challenge_table(variants).splitlines()[2:]}
     assert rows == {"Motion Blur": ["8", "0.625", "1.000", "+0.375"],
                     "Low Resolution": ["4", "0.625", "1.000", "+0.375"],
                     "Low Contrast Object": ["8", "0.625", "1.000", "+0.375"],
@@ -305,6 +310,11 @@ def test_quickstart_end_to_end(tmp_path):
         assert 0.0 <= variant["scores"]["ao"] <= 1.0 and math.isfinite(variant["scores"]["ao"])
         assert variant["train_seconds"] > 0 and variant["train_skipped"] is False
     assert data["variants"]["baseline"]["challenge"] is None
+    for name in ("baseline", "multitask"):  # the training summary: the tested epoch's record of metrics.jsonl
+        [record] = read_metrics(ablation.RunPaths(out_dir / name, "hiptrack_cls_quickstart").metrics_file)
+        train_stats = {k: v for k, v in record["train"].items() if k != "confusion"}
+        assert data["variants"][name]["train_metrics"] == {"epoch": 1, **train_stats}
+        assert math.isfinite(train_stats["Loss/total"]) and ("Accuracy" in train_stats) == (name == "multitask")
     challenge = data["variants"]["multitask"]["challenge"]
     assert 0.0 <= challenge["accuracy"] <= 1.0 and 0.0 < challenge["majority"] <= 1.0
     for name, tracker in (("baseline", "hiptrack"), ("multitask", "hiptrack_cls")):
@@ -321,10 +331,83 @@ def test_quickstart_end_to_end(tmp_path):
     assert "baseline: training: epoch 1: Loss/total " in proc.stderr  # progress echoed while it trains
 
 
-def test_epoch_summaries_of_a_child_are_shortened_for_the_console():
-    from lib.pipeline.ablation import _progress_line
-    line = ("12:17:29 [rank 0] INFO lib.train.trainer: [train] epoch 30: Loss/giou 0.7540, IoU 0.6509, "
-            "Loss/classification 1.4291, Loss/total 3.3794, Accuracy 0.4800, Accuracy/Occlusion 0.2979")
-    assert _progress_line(line) == "epoch 30: Loss/total 3.3794, IoU 0.6509, Accuracy 0.4800"
-    assert _progress_line("[train] epoch 2: Loss/total nan, IoU 0.1000") == "epoch 2: Loss/total nan, IoU 0.1000"
-    assert _progress_line("12:00:01 INFO lib.train.trainer: epoch 3 checkpoint written") is None
+# ----------------------------------------------------------------------------- children and progress
+
+def test_children_run_the_entry_points_as_modules(tmp_path, data_dir):
+    settings = settings_for(tmp_path, data_dir)
+    train = ablation.train_command(settings, ablation.VARIANTS["baseline"])
+    test = ablation.test_command(settings, ablation.VARIANTS["multitask"])
+    assert train[:3] == [sys.executable, "-m", "lib.train.run"] and train[3:5] == ["--script", "hiptrack"]
+    assert test[:5] == [sys.executable, "-m", "lib.test.run", "hiptrack_cls", "hiptrack_cls_quickstart"]
+    assert "--save_cls" in test and not any(arg.endswith(".py") for arg in train + test)
+
+
+def epoch_record(epoch: int, **train) -> dict:
+    return {"epoch": epoch, "stage": 0, "seconds": 1.5, "train": {"Loss/giou": 0.5, **train, "confusion": [[1]]}}
+
+
+def test_progress_line_of_a_metrics_record():
+    record = epoch_record(30, **{"Loss/total": 3.37944, "IoU": 0.65091, "Accuracy": 0.48})
+    assert ablation.progress_line(record) == "epoch 30: Loss/total 3.3794, IoU 0.6509, Accuracy 0.4800"
+    # NaN is written as null; like the trainer's log line, the echo leaves it out (and absent stats)
+    assert ablation.progress_line(epoch_record(2, **{"Loss/total": None, "IoU": 0.1})) == "epoch 2: IoU 0.1000"
+
+
+def test_progress_is_echoed_from_metrics_jsonl_while_the_child_runs(tmp_path, monkeypatch, caplog):
+    """Records appear while the block runs (the child); each new epoch is logged once, stale
+    epochs up to ``after_epoch`` are not, and the last record is caught after the child ends."""
+    monkeypatch.setattr(ablation, "POLL_SECONDS", 0.02)
+    path = tmp_path / "metrics.jsonl"
+    append_jsonl(path, epoch_record(1, **{"Loss/total": 9.0}))  # before the resume point: not echoed
+    with caplog.at_level(logging.INFO, logger="lib.pipeline.ablation"):
+        with ablation.echo_epochs("multitask: training", path, after_epoch=1):
+            for epoch in (2, 3):
+                append_jsonl(path, epoch_record(epoch, **{"Loss/total": 10.0 - epoch, "IoU": 0.25}))
+                deadline = time.monotonic() + 10
+                while f"epoch {epoch}:" not in caplog.text and time.monotonic() < deadline:
+                    time.sleep(0.01)  # the poller picks it up while the "child" still runs
+                assert f"epoch {epoch}:" in caplog.text
+            append_jsonl(path, epoch_record(4, **{"Loss/total": 5.5}))
+    assert [r.getMessage() for r in caplog.records] == ["multitask: training: epoch 2: Loss/total 8.0000, IoU 0.2500",
+                                                       "multitask: training: epoch 3: Loss/total 7.0000, IoU 0.2500",
+                                                       "multitask: training: epoch 4: Loss/total 5.5000"]
+
+
+def test_a_malformed_metrics_file_stops_the_echo_not_the_run(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(ablation, "POLL_SECONDS", 0.01)
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"epoch": 1}\nnot json\n')
+    with caplog.at_level(logging.INFO, logger="lib.pipeline.ablation"):
+        with ablation.echo_epochs("baseline: training", path):
+            time.sleep(0.1)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"baseline: training: no more progress lines: {path}:2: not valid JSON (Expecting value, column 1)"]
+
+
+def test_train_stats_are_the_tested_epochs_record(tmp_path, caplog):
+    path = tmp_path / "metrics.jsonl"
+    assert ablation.train_stats_of_epoch(path, 2) is None  # no file: a checkpoint from before metrics.jsonl
+    for epoch in (1, 2, 3):
+        append_jsonl(path, epoch_record(epoch, **{"Loss/total": float(epoch), "Accuracy": epoch / 4}))
+    assert ablation.train_stats_of_epoch(path, 2) == {"epoch": 2, "Loss/giou": 0.5, "Loss/total": 2.0, "Accuracy": 0.5}
+    assert ablation.train_stats_of_epoch(path, 4) is None
+    path.write_text("{oops\n")
+    with caplog.at_level(logging.WARNING, logger="lib.pipeline.ablation"):
+        assert ablation.train_stats_of_epoch(path, 1) is None
+    assert f"no training summary: {path}:1: not valid JSON" in caplog.text
+
+
+def test_training_starts_with_the_records_it_continues_from(tmp_path, data_dir, recorded_runs):
+    """Records of epochs the training child writes again are gone before it starts, so they are
+    not echoed as progress (the trainer drops them too)."""
+    settings = settings_for(tmp_path, data_dir)
+    variant = ablation.VARIANTS["multitask"]
+    metrics_file = ablation.RunPaths(tmp_path / "multitask", "hiptrack_cls_quickstart").metrics_file
+    for epoch in (1, 2, 3):
+        append_jsonl(metrics_file, epoch_record(epoch))
+    checkpoint(settings, "multitask", 1)
+    ablation._train(settings, variant, ablation.variant_config(settings, variant), tmp_path / "multitask" / "log")
+    assert [r["epoch"] for r in read_metrics(metrics_file)] == [1]
+    retrain = settings_for(tmp_path, data_dir, retrain=True)
+    ablation._train(retrain, variant, ablation.variant_config(retrain, variant), tmp_path / "multitask" / "log")
+    assert read_metrics(metrics_file) == []

@@ -3,10 +3,12 @@
 Every run uses the tiny HIPTrack-CLS config shrunk further with --opts (two search frames, a
 couple of steps per epoch), so a run takes a second or two on a CPU. Covered: artefacts
 (checkpoints, config.yaml, log, TensorBoard tags), exact resume, two-stage training and
-FREEZE_CLS_EPOCH, NaN handling, two-process DDP with gloo through torchrun, and input errors.
+FREEZE_CLS_EPOCH, NaN handling, two-process DDP with gloo through torchrun, input errors, and
+metrics.jsonl (same numbers as the log and TensorBoard, resume, counts and nulls).
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -19,6 +21,8 @@ import torch
 
 from conftest import load_script
 from lib.synthetic import generate_dataset
+from lib.utils.records import append_jsonl
+from lib.utils.runs import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = REPO / "tracking" / "train.py"
@@ -67,6 +71,10 @@ def cli_args(data_dir: Path, save_dir: Path, *opts: str, extra: tuple[str, ...] 
 
 def run_dir(save_dir: Path) -> Path:
     return save_dir / "checkpoints" / "train" / "hiptrack" / CONFIG
+
+
+def metrics(save_dir: Path) -> list[dict]:
+    return read_metrics(run_dir(save_dir) / "metrics.jsonl")
 
 
 def checkpoint(save_dir: Path, epoch: int) -> dict:
@@ -259,6 +267,8 @@ def test_ddp_two_processes_on_cpu(data_dir, tmp_path):
     state = checkpoint(tmp_path, 1)
     assert state["world_size"] == 2 and len(state["rng_ranks"]) == 2
     assert "[train] epoch 1 it 2/2" in log_text(tmp_path)  # 4 samples over 2 ranks, batch 1
+    [record] = metrics(tmp_path)  # rank 0 alone writes, once per epoch
+    assert record["epoch"] == 1 and record["unreadable_samples"] == 0 and record["train"]["labeled_frames"] == 8.0
 
 
 def test_ddp_failing_worker_fails_the_command(data_dir, tmp_path):
@@ -290,3 +300,84 @@ def test_missing_dataset_root(train_cli, tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert f"dataset root {missing / 'synthetic'} does not exist" in err
     assert "--dataset_dir synthetic=PATH" in err and "HIPTRACK_SYNTHETIC_DIR" in err and "--data_dir" in err
+
+
+# ---------------------------------------------------------------------- g. metrics.jsonl
+def summary_values(save_dir: Path, split: str, epoch: int) -> dict[str, str]:
+    """``{key: value as printed}`` of the ``[split] epoch E:`` summary line of the log."""
+    line = re.search(rf"\[{split}\] epoch {epoch}: (.*)", log_text(save_dir)).group(1)
+    return dict(item.rsplit(" ", 1) for item in line.split(", "))
+
+
+def test_metrics_file_holds_the_logged_and_tensorboard_numbers(full_run):
+    records = metrics(full_run)
+    assert [(r["epoch"], r["stage"]) for r in records] == [(1, 0), (2, 0)]
+    assert all(r["seconds"] > 0 and r["nonfinite_steps"] == r["unreadable_samples"] == r["rejected_samples"] == 0
+               for r in records)
+    assert [r["lr"] for r in records] == [pytest.approx({"heads": 1e-4, "backbone": 1e-5}),
+                                          pytest.approx({"heads": 1e-5, "backbone": 1e-6})]
+    tb_dir = full_run / "tensorboard" / "train" / "hiptrack" / CONFIG
+    for split in ("train", "val"):
+        events = tensorboard_events(tb_dir / split)
+        board = {(tag, e.step): e.value for tag in events.Tags()["scalars"] for e in events.Scalars(tag)}
+        recorded = {(key, r["epoch"]): value for r in records for key, value in r[split].items() if key != "confusion"}
+        if split == "train":
+            recorded.update({(f"LearningRate/{g}", r["epoch"]): lr for r in records for g, lr in r["lr"].items()})
+        assert set(recorded) == set(board)  # the same numbers, every epoch (none is NaN here)
+        assert {k: pytest.approx(v, rel=1e-6) for k, v in recorded.items()} == board  # TensorBoard keeps float32
+        for r in records:
+            logged = summary_values(full_run, split, r["epoch"])
+            lrs = {f"LearningRate/{g}": lr for g, lr in r["lr"].items()} if split == "train" else {}
+            numbers = {**r[split], **lrs}
+            assert logged == {k: f"{v:.4f}" for k, v in numbers.items() if k != "confusion"}
+            confusion = torch.tensor(r[split]["confusion"])
+            assert confusion.sum().item() == r[split]["labeled_frames"]
+            assert confusion.trace().item() / confusion.sum().item() == pytest.approx(r[split]["Accuracy"])
+    lines = (run_dir(full_run) / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]  # one line per epoch
+
+
+def test_resume_drops_stale_records_and_matches_an_uninterrupted_run(train_cli, data_dir, full_run, tmp_path):
+    assert train_cli.main(cli_args(data_dir, tmp_path, "TRAIN.EPOCH=1", val=True)) == 0
+    path = run_dir(tmp_path) / "metrics.jsonl"
+    # as a run interrupted after writing epoch 2's record, before its checkpoint, and mid-way through epoch 3's
+    append_jsonl(path, {**metrics(full_run)[1], "train": {"Loss/total": 99.0}})
+    with open(path, "a") as f:
+        f.write('{"epoch": 3, "train": {"Loss/to')
+    assert train_cli.main(cli_args(data_dir, tmp_path, "TRAIN.EPOCH=2", extra=("--resume",), val=True)) == 0
+    assert "metrics.jsonl: dropped 2 record(s) of epochs after 1" in log_text(tmp_path)
+
+    def without_times(records: list[dict]) -> list[dict]:
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+    assert without_times(metrics(tmp_path)) == without_times(metrics(full_run))
+    assert path.read_text().count("\n") == 2
+
+
+def test_metrics_record_counts_skipped_steps_and_redraws_and_writes_nan_as_null(train_cli, data_dir, tmp_path,
+                                                                                 monkeypatch):
+    from lib.dataset.base import SequenceDataset
+    from lib.dataset.image_loader import ImageReadError
+    from lib.train.actors.hiptrack_cls import HIPTrackActor
+    poison_actor(monkeypatch, {1: "loss"})
+    poisoned = HIPTrackActor.__call__
+
+    def nan_iou(self, batch, epoch):
+        loss, stats = poisoned(self, batch, epoch)
+        return loss, {**stats, "IoU": float("nan")}
+
+    get_frames, reads = SequenceDataset.get_frames, []
+
+    def first_read_fails(self, seq_id, frame_ids, reader):
+        reads.append(seq_id)
+        if len(reads) == 1:
+            raise ImageReadError("cannot read image (test)")
+        return get_frames(self, seq_id, frame_ids, reader)
+
+    monkeypatch.setattr(HIPTrackActor, "__call__", nan_iou)
+    monkeypatch.setattr(SequenceDataset, "get_frames", first_read_fails)
+    assert train_cli.main(cli_args(data_dir, tmp_path, "TRAIN.EPOCH=1", "DATA.TRAIN.SAMPLE_PER_EPOCH=3")) == 0
+    [record] = metrics(tmp_path)
+    assert (record["nonfinite_steps"], record["unreadable_samples"], record["rejected_samples"]) == (1, 1, 0)
+    assert record["train"]["IoU"] is None and math.isfinite(record["train"]["Loss/total"])
+    assert '"IoU": null' in (run_dir(tmp_path) / "metrics.jsonl").read_text()
+    assert "IoU" not in summary_values(tmp_path, "train", 1) and "val" not in record  # --no_val

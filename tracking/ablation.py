@@ -5,10 +5,12 @@
         --cls_ann_dir data/synthetic_maritime/cls_annotations --out_dir output/ablation
 
 Variants: baseline (plain HIPTrack), multitask (challenge head as an auxiliary loss), fusion (head
-features also fed to the box head). Each runs tracking/train.py then tracking/test.py in a child
-process (output in <out_dir>/<variant>/ablation.log); a variant whose tested checkpoint exists is
-not trained again unless --retrain. Prints the overall and per-challenge tables, writes
-<out_dir>/ablation.json and PNG plots in <out_dir>/plots/. Exit code 2 on bad input, 1 when a step fails.
+features also fed to the box head). Each runs training then testing in a child process (python -m
+lib.train.run / lib.test.run, the code of tracking/train.py / test.py; output in
+<out_dir>/<variant>/ablation.log, epoch progress read from the trainer's metrics.jsonl); a variant
+whose tested checkpoint exists is not trained again unless --retrain. Prints the overall and
+per-challenge tables, writes <out_dir>/ablation.json and PNG plots in <out_dir>/plots/. Exit code 2
+on bad input, 1 when a step fails.
 """
 from __future__ import annotations
 

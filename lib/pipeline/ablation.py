@@ -7,13 +7,17 @@ Variants (:data:`VARIANTS`):
 * ``fusion``: HIPTrack-CLS with ``MODEL.CLS_HEAD.FUSION=True`` (head features added before the box head;
   ``STEM_FEATURES`` is switched off, the two exclude each other).
 
-Each variant runs the project's own command-line scripts in a child process (``tracking/train.py``,
-then ``tracking/test.py``), so an ablation exercises exactly what a user runs; the results are then
-scored in this process with :mod:`lib.test.analysis` and the challenge predictions of the
-classification variants are compared with the JSONL labels. Everything a variant writes stays
-under ``<out_dir>/<variant>/`` (checkpoints, logs, TensorBoard, results, ``ablation.log`` with the
-output of its child processes); :func:`run_ablation` writes ``<out_dir>/ablation.json`` and PNG
-plots in ``<out_dir>/plots/``, and :func:`format_ablation` gives the comparison tables.
+Each variant runs the project's own command-line entry points in a child process (``python -m
+lib.train.run``, then ``python -m lib.test.run``: what ``tracking/train.py`` / ``tracking/test.py``
+run), so an ablation exercises exactly what a user runs. While a variant trains, the epoch records
+the trainer appends to its ``metrics.jsonl`` are echoed as progress lines, and the tested epoch's
+record goes into the result. The results are then scored in this process with
+:mod:`lib.test.analysis` (box metrics, and the challenge accuracy of the classification variants
+against the JSONL labels). Everything a variant writes stays under ``<out_dir>/<variant>/``
+(checkpoints, ``metrics.jsonl``, logs, TensorBoard, results, ``ablation.log`` with the output of
+its child processes); :func:`run_ablation` writes ``<out_dir>/ablation.json`` and PNG plots in
+``<out_dir>/plots/``; :func:`report_lines` gives the tables of
+:mod:`lib.test.analysis.ablation_report` and the files written.
 
 A variant whose checkpoint of the tested epoch exists is not trained again (unless
 ``AblationSettings.retrain``), and ``tracking/test.py`` skips sequences with results, so an
@@ -22,47 +26,51 @@ interrupted ablation resumes where it stopped.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
-import math
-import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from lib.challenges import CLASS_NAMES, IGNORE_INDEX
 from lib.config.hiptrack import config_from_dict, load_config, resolve_experiment_config
 from lib.config.node import CfgNode
+from lib.test import run as test_entry
 from lib.test.analysis import evaluate_results, plot_per_challenge, plot_success
-from lib.test.analysis.report import format_table
-from lib.test.evaluation.results import read_challenges, results_dir, sequence_files, test_dataset
+from lib.test.analysis.ablation_report import format_ablation, format_summary
+from lib.test.analysis.challenges import challenge_accuracy, challenge_labels
+from lib.test.evaluation.results import results_dir, test_dataset
 from lib.utils.atomic import atomic_write_text
 from lib.dataset.base import SequenceDataset
 from lib.dataset.paths import DatasetPaths, add_path_arguments
 from lib.dataset.registry import build_dataset
+from lib.train import run as train_entry
 from lib.train.trainer import config_differences
-from lib.utils.runs import RunPaths, epoch_checkpoints
+from lib.utils.records import JsonlError, json_safe
+from lib.utils.runs import RunPaths, drop_metrics_after, epoch_checkpoints, read_metrics
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TRAIN_SCRIPT = REPO_ROOT / "tracking" / "train.py"
-TEST_SCRIPT = REPO_ROOT / "tracking" / "test.py"
+# the entry points the children run with ``python -m`` (imported, so a rename fails here, not in a child)
+TRAIN_MODULE = train_entry.__name__
+TEST_MODULE = test_entry.__name__
 CLS_TRACKER = "hiptrack_cls"  # the tracker that predicts challenges
+POLL_SECONDS = 2.0            # how often a training child's metrics.jsonl is read for progress lines
 
 
 @dataclass(frozen=True)
 class Variant:
     """One model variant of the ablation."""
     name: str
-    tracker: str                 # tracker name of tracking/test.py
+    tracker: str                 # tracker name of lib.test.run (tracking/test.py)
     opts: tuple[str, ...]        # config overrides that make the variant
     description: str
 
@@ -89,52 +97,83 @@ class AblationSettings:
     """What every variant shares: config, data, seed, device and where results go."""
     config: str                          # experiment name or YAML path
     train_dataset_opts: tuple[str, ...]  # e.g. DATA.TRAIN.DATASETS_NAME=[SYNTHETIC_train]
-    test_dataset: str                    # a tracking/test.py --dataset name
+    test_dataset: str                    # a lib.test.run (tracking/test.py) --dataset name
     out_dir: Path
     cls_ann_dir: Path | None = None      # JSONL challenge labels (training targets and the per-challenge table)
     path_args: tuple[str, ...] = ()      # --dataset_dir / --data_dir / --paths of both scripts
     seed: int = 42
     device: str = "cpu"
-    threads: int = 0                     # tracking/test.py --threads
+    threads: int = 0                     # lib.test.run --threads
     opts: tuple[str, ...] = ()           # further overrides for every variant
     epoch: int | None = None             # checkpoint epoch to test (default: TEST.EPOCH of the config)
     retrain: bool = False                # train even when the tested checkpoint exists
     extra_train_args: tuple[str, ...] = field(default_factory=tuple)
 
 
-# the trainer's per-epoch summary line, echoed (shortened) so a long run shows progress
-_EPOCH_LINE = re.compile(r"\[train\] (epoch \d+):.*")
+# the stats of a metrics.jsonl record echoed while a variant trains, so a long run shows progress
 _EPOCH_STATS = ("Loss/total", "IoU", "Accuracy")
 
 
-def _progress_line(line: str) -> str | None:
-    """``epoch 8: Loss/total 5.51, IoU 0.423, Accuracy 0.351`` from a trainer epoch summary, else None."""
-    match = _EPOCH_LINE.search(line)
-    if match is None:
-        return None
-    stats = [m.group(0) for key in _EPOCH_STATS
-             if (m := re.search(rf"(?<![\w/]){re.escape(key)} [-+0-9.einfa]+", line))]
-    return f"{match.group(1)}: {', '.join(stats)}"
+def progress_line(record: dict) -> str:
+    """``epoch 8: Loss/total 5.5100, IoU 0.4230, Accuracy 0.3510`` of a ``metrics.jsonl`` record
+    (stats that are missing or null, i.e. NaN, are left out, as in the trainer's log line)."""
+    train = record.get("train", {})
+    stats = [f"{key} {train[key]:.4f}" for key in _EPOCH_STATS if train.get(key) is not None]
+    return f"epoch {record['epoch']}: {', '.join(stats)}"
+
+
+def _echo_new_records(what: str, metrics_file: Path, last_epoch: int) -> int:
+    """Log a progress line for each record of an epoch after ``last_epoch``; the last epoch echoed.
+    Raises JsonlError for a malformed file."""
+    try:
+        records = read_metrics(metrics_file)
+    except FileNotFoundError:  # the child has not finished its first epoch
+        return last_epoch
+    for record in records:
+        if record["epoch"] > last_epoch:
+            logger.info("%s: %s", what, progress_line(record))
+            last_epoch = record["epoch"]
+    return last_epoch
+
+
+@contextlib.contextmanager
+def echo_epochs(what: str, metrics_file: Path, after_epoch: int = 0) -> Iterator[None]:
+    """While the block runs (a training child), poll ``metrics_file`` every :data:`POLL_SECONDS`
+    and log a progress line per new epoch record after ``after_epoch``; once more at the end."""
+    stop = threading.Event()
+
+    def follow() -> None:
+        last_epoch = after_epoch
+        while True:
+            stopping = stop.wait(POLL_SECONDS)
+            try:
+                last_epoch = _echo_new_records(what, metrics_file, last_epoch)
+            except JsonlError as e:  # progress only: the training child decides whether the run is fine
+                logger.warning("%s: no more progress lines: %s", what, e)
+                return
+            if stopping:
+                return
+
+    thread = threading.Thread(target=follow, name=f"progress of {what}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _run(cmd: list[str], what: str, log_file: Path) -> float:
-    """Run a child process, its output appended to ``log_file`` (epoch summaries also logged here);
-    raise with the log's tail on failure."""
+    """Run a child process, its output appended to ``log_file``; the wall seconds. Raises
+    RuntimeError with the log's tail on failure."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     logger.info("%s: %s", what, " ".join(cmd))
     start = time.perf_counter()
     with open(log_file, "a", encoding="utf-8") as log:
         log.write(f"$ {' '.join(cmd)}\n")
         log.flush()
-        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              errors="replace") as child:
-            for line in child.stdout:
-                log.write(line)
-                progress = _progress_line(line)
-                if progress:
-                    log.flush()
-                    logger.info("%s: %s", what, progress)
-        code = child.returncode
+        with subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT) as child:
+            code = child.wait()
     seconds = time.perf_counter() - start
     if code != 0:
         tail = "".join(log_file.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)[-25:])
@@ -152,16 +191,17 @@ def _variant_opts(settings: AblationSettings, variant: Variant) -> list[str]:
 
 
 def train_command(settings: AblationSettings, variant: Variant) -> list[str]:
-    """The ``tracking/train.py`` command line of a variant."""
-    return [sys.executable, str(TRAIN_SCRIPT), "--script", "hiptrack", "--config", settings.config,
+    """The training command line of a variant (``python -m lib.train.run``)."""
+    return [sys.executable, "-m", TRAIN_MODULE, "--script", "hiptrack", "--config", settings.config,
             "--save_dir", str(settings.out_dir / variant.name), "--mode", "single", "--seed", str(settings.seed),
             "--device", settings.device, "--no_val", *settings.path_args, *settings.extra_train_args,
             "--opts", *_variant_opts(settings, variant)]
 
 
 def test_command(settings: AblationSettings, variant: Variant) -> list[str]:
-    """The ``tracking/test.py`` command line of a variant (challenge predictions saved when it has a head)."""
-    cmd = [sys.executable, str(TEST_SCRIPT), variant.tracker, settings.config, "--dataset", settings.test_dataset,
+    """The test command line of a variant (``python -m lib.test.run``; challenge predictions saved
+    when it has a head)."""
+    cmd = [sys.executable, "-m", TEST_MODULE, variant.tracker, settings.config, "--dataset", settings.test_dataset,
            "--save_dir", str(settings.out_dir / variant.name), "--device", settings.device,
            "--threads", str(settings.threads), *settings.path_args]
     if variant.classifies:
@@ -172,44 +212,6 @@ def test_command(settings: AblationSettings, variant: Variant) -> list[str]:
 def config_name(config: str) -> str:
     """The run name of a config: its file stem (the trainer and the tester name folders by it)."""
     return Path(config).stem if config.endswith((".yaml", ".yml")) else config
-
-
-def challenge_accuracy(results: Path, result_format: str, labels: dict[str, np.ndarray]) -> dict:
-    """Accuracy of the per-frame challenge predictions (``<seq>_cls.txt``) on labeled frames.
-
-    ``labels`` maps sequence name -> (N,) class ids (IGNORE_INDEX = unlabeled). Frame 1 (the
-    template) has no prediction and is left out. Also gives the accuracy of always predicting the
-    most frequent class of these frames (the majority baseline) and per-class accuracy.
-    """
-    correct = total = 0
-    per_class_correct = np.zeros(len(CLASS_NAMES), dtype=np.int64)
-    per_class_total = np.zeros(len(CLASS_NAMES), dtype=np.int64)
-    for seq, seq_labels in labels.items():
-        path = sequence_files(results, seq, result_format).challenges
-        if not path.is_file():
-            raise FileNotFoundError(f"no challenge predictions for {seq}: {path} (test with --save_cls)")
-        predicted, _ = read_challenges(path)
-        if len(predicted) != len(seq_labels):
-            raise ValueError(f"{path}: {len(predicted)} lines for {len(seq_labels)} frames")
-        keep = (seq_labels != IGNORE_INDEX) & (predicted >= 0)
-        keep[0] = False
-        hits = predicted[keep] == seq_labels[keep]
-        correct += int(hits.sum())
-        total += int(keep.sum())
-        np.add.at(per_class_total, seq_labels[keep], 1)
-        np.add.at(per_class_correct, seq_labels[keep][hits], 1)
-    if total == 0:
-        return {"accuracy": float("nan"), "majority": float("nan"), "majority_class": None, "frames": 0,
-                "per_class": {}}
-    majority = int(per_class_total.argmax())
-    return {
-        "accuracy": correct / total,
-        "majority": per_class_total[majority] / total,
-        "majority_class": CLASS_NAMES[majority],
-        "frames": total,
-        "per_class": {CLASS_NAMES[k]: per_class_correct[k] / per_class_total[k]
-                      for k in range(len(CLASS_NAMES)) if per_class_total[k]},
-    }
 
 
 # -- running --------------------------------------------------------------------------------
@@ -227,6 +229,7 @@ class VariantResult:
     test_seconds: float
     scores: dict                 # lib.test.analysis.evaluate_results output
     challenge: dict | None       # challenge_accuracy output; None without a head or without labels
+    train_metrics: dict | None = None  # the tested epoch's train stats from metrics.jsonl (None: no record)
 
     @property
     def classifies(self) -> bool:
@@ -265,11 +268,6 @@ def dataset_paths(path_args: Sequence[str]) -> DatasetPaths:
 def variant_config(settings: AblationSettings, variant: Variant) -> CfgNode:
     """The resolved config a variant trains and tests with (validated here, before any child runs)."""
     return load_config(resolve_experiment_config(settings.config), opts=_variant_opts(settings, variant))
-
-
-def challenge_labels(dataset: SequenceDataset) -> dict[str, np.ndarray]:
-    """``{sequence name: (N,) class ids}`` of a dataset built with challenge labels."""
-    return {info.name: info.cls_label.numpy() for info in map(dataset.sequence_info, range(len(dataset)))}
 
 
 def _note(log_file: Path, message: str) -> None:
@@ -317,16 +315,23 @@ def _train(settings: AblationSettings, variant: Variant, cfg: CfgNode, log_file:
         seconds = json.loads(time_file.read_text(encoding="utf-8"))["seconds"] if time_file.is_file() else None
         return seconds, True
     cmd = train_command(settings, variant)
-    earlier = [path for e, path in epoch_checkpoints(run_paths.checkpoint_dir) if e < epoch]
+    earlier = [(e, path) for e, path in epoch_checkpoints(run_paths.checkpoint_dir) if e < epoch]
+    start_epoch = 0
     if earlier and not settings.retrain:  # an interrupted run: continue it exactly
-        _note(log_file, f"{variant.name}: continuing training from {earlier[-1]}")
-        cmd = [*cmd[:cmd.index("--opts")], "--resume", str(earlier[-1]), *cmd[cmd.index("--opts"):]]
+        start_epoch, resume_from = earlier[-1]
+        _note(log_file, f"{variant.name}: continuing training from {resume_from}")
+        cmd = [*cmd[:cmd.index("--opts")], "--resume", str(resume_from), *cmd[cmd.index("--opts"):]]
     stale = results_dir(settings.out_dir / variant.name, variant.tracker, config_name(settings.config),
                         settings.test_dataset)
     if stale.exists():
         _note(log_file, f"{variant.name}: removing test results of the previous checkpoint: {stale}")
         shutil.rmtree(stale)
-    seconds = _run(cmd, f"{variant.name}: training", log_file)
+    # the trainer drops these records itself when it starts; dropping them first keeps them out of
+    # the progress lines
+    drop_metrics_after(run_paths.metrics_file, start_epoch)
+    what = f"{variant.name}: training"
+    with echo_epochs(what, run_paths.metrics_file, after_epoch=start_epoch):
+        seconds = _run(cmd, what, log_file)
     atomic_write_text(time_file, json.dumps({"seconds": seconds, "epoch": epoch}) + "\n")
     return seconds, False
 
@@ -364,9 +369,27 @@ def run_variant(settings: AblationSettings, variant: Variant, cfg: CfgNode, grou
     result_format = test_dataset(settings.test_dataset).result_format
     scores = evaluate_results(results, ground_truth, result_format)
     challenge = challenge_accuracy(results, result_format, labels) if variant.classifies and labels else None
-    checkpoint = RunPaths(settings.out_dir / variant.name, param).checkpoint(cfg.TEST.EPOCH)
-    return VariantResult(variant.name, variant.tracker, variant.description, str(checkpoint), str(results),
-                         str(log_file), train_seconds, skipped, test_seconds, scores, challenge)
+    run_paths = RunPaths(settings.out_dir / variant.name, param)
+    return VariantResult(variant.name, variant.tracker, variant.description, str(run_paths.checkpoint(cfg.TEST.EPOCH)),
+                         str(results), str(log_file), train_seconds, skipped, test_seconds, scores, challenge,
+                         train_stats_of_epoch(run_paths.metrics_file, cfg.TEST.EPOCH))
+
+
+def train_stats_of_epoch(metrics_file: Path, epoch: int) -> dict | None:
+    """``{"epoch", "Loss/total", "IoU", "Accuracy", ...}``: the train stats of ``epoch``'s record in a
+    ``metrics.jsonl`` (confusion matrix left out); None without that record (e.g. a checkpoint
+    trained before the file existed) or when the file cannot be read (a warning says why)."""
+    try:
+        records = read_metrics(metrics_file)
+    except FileNotFoundError:
+        return None
+    except JsonlError as e:
+        logger.warning("no training summary: %s", e)
+        return None
+    record = next((r for r in reversed(records) if r["epoch"] == epoch), None)
+    if record is None:
+        return None
+    return {"epoch": epoch, **{k: v for k, v in record.get("train", {}).items() if k != "confusion"}}
 
 
 def run_ablation(settings: AblationSettings, variants: Sequence[str] | None = None) -> AblationResult:
@@ -391,26 +414,11 @@ def _settings_record(settings: AblationSettings, variants: Sequence[Variant]) ->
     return {**record, "variants": [v.name for v in variants]}
 
 
-def _json_safe(value):
-    """JSON-ready copy: paths as text, non-finite floats as null (strict JSON has no NaN)."""
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
 def write_json(result: AblationResult, path: Path) -> Path:
     """``{"settings", "variants": {name: VariantResult fields}, "plots"}`` written atomically."""
     data = {"settings": result.settings, "variants": {n: asdict(v) for n, v in result.variants.items()},
             "plots": [str(p) for p in result.plots]}
-    return atomic_write_text(path, json.dumps(_json_safe(data), indent=2) + "\n")
+    return atomic_write_text(path, json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
 
 
 def write_plots(result: AblationResult, plot_dir: Path) -> list[Path]:
@@ -422,94 +430,9 @@ def write_plots(result: AblationResult, plot_dir: Path) -> list[Path]:
     return written + ([per_challenge] if per_challenge is not None else [])
 
 
-# -- tables ---------------------------------------------------------------------------------
-def _score(value: float | None, fmt: str = ".3f") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return format(value, fmt)
-
-
-def _train_minutes(v: VariantResult) -> str:
-    if v.train_seconds is None:
-        return "-"
-    return f"{v.train_seconds / 60:.1f}" + ("*" if v.train_skipped else "")
-
-
-def format_overall_table(variants: Mapping[str, VariantResult]) -> str:
-    """One row per variant: AO, SR0.5, SR0.75, AUC (fractions), FPS, challenge accuracy and the
-    majority-class accuracy of the same frames (``-`` without a head), training minutes (``*``: the
-    checkpoint existed; the time is that of the run that wrote it)."""
-    headers = ["Variant", "AO", "SR0.5", "SR0.75", "AUC", "FPS", "ClsAcc", "Majority", "Train min"]
-    rows = []
-    for name, v in variants.items():
-        cls = v.challenge or {}
-        rows.append([name, *(_score(v.scores.get(k)) for k in ("ao", "sr50", "sr75", "auc")),
-                     _score(v.scores.get("fps"), ".1f"), _score(cls.get("accuracy")), _score(cls.get("majority")),
-                     _train_minutes(v)])
-    return format_table(headers, rows)
-
-
-def format_challenge_table(variants: Mapping[str, VariantResult], reference: str = "baseline") -> str:
-    """One row per challenge class: frame count, AO of each variant and, when ``reference`` is one of
-    them, each other variant's AO minus the reference's. Empty without challenge labels."""
-    classes = [c for c in CLASS_NAMES if any(c in v.scores.get("per_challenge", {}) for v in variants.values())]
-    if not classes:
-        return ""
-    others = [n for n in variants if n != reference] if reference in variants else []
-    headers = ["Challenge", "Frames", *(f"{n} AO" for n in variants), *(f"Δ {n}" for n in others)]
-    rows = []
-    for c in classes:
-        ao = {n: v.scores["per_challenge"].get(c, {}).get("ao") for n, v in variants.items()}
-        frames = max(v.scores["per_challenge"].get(c, {}).get("frames", 0) for v in variants.values())
-        deltas = [_delta(ao[n], ao[reference]) for n in others]
-        rows.append([c, str(frames), *(_score(ao[n]) for n in variants), *deltas])
-    return format_table(headers, rows)
-
-
-def _delta(value: float | None, reference: float | None) -> str:
-    if value is None or reference is None or math.isnan(value) or math.isnan(reference):
-        return "-"
-    return f"{value - reference:+.3f}"
-
-
-def format_summary(variants: Mapping[str, VariantResult], reference: str = "baseline") -> list[str]:
-    """One line per classifying variant: its AO against the reference's, and its challenge
-    accuracy against the majority-class accuracy (``multitask`` is called "auxiliary task")."""
-    lines = []
-    base = variants.get(reference)
-    for name, v in variants.items():
-        if not v.classifies:
-            continue
-        label = "auxiliary task" if name == "multitask" else name
-        line = f"{label}: AO {_score(v.scores.get('ao'))}"
-        if base is not None:
-            line += (f" vs {reference} {_score(base.scores.get('ao'))} "
-                     f"(Δ {_delta(v.scores.get('ao'), base.scores.get('ao'))})")
-        if v.challenge is not None:
-            line += (f"; challenge accuracy {_score(v.challenge['accuracy'])} vs majority-class "
-                     f"{_score(v.challenge['majority'])}")
-        else:
-            line += "; challenge accuracy - (no challenge labels)"
-        lines.append(line)
-    return lines
-
-
-def format_ablation(result: AblationResult | Mapping[str, VariantResult]) -> str:
-    """The overall table, then (with labels) the per-challenge table, as printed by the scripts."""
-    variants = result.variants if isinstance(result, AblationResult) else result
-    parts = ["Overall (GOT-10k AO / SR, LaSOT-style AUC: fractions; FPS; challenge accuracy on labelled frames)",
-             format_overall_table(variants)]
-    if any(v.train_skipped for v in variants.values()):
-        parts.append("* training skipped (checkpoint existed): time of the run that wrote it")
-    challenges = format_challenge_table(variants)
-    if challenges:
-        parts += ["", "Per challenge (AO; Δ: variant minus baseline)", challenges]
-    return "\n".join(parts)
-
-
-def report_lines(result) -> list[str]:
+def report_lines(result: AblationResult) -> list[str]:
     """What the ablation and quick-start CLIs print: the tables, the summary and the files written."""
-    return [format_ablation(result), "", *format_summary(result.variants),
+    return [format_ablation(result.variants), "", *format_summary(result.variants),
             *(f"wrote {path}" for path in [*result.plots, result.json_path])]
 
 

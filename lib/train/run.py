@@ -1,8 +1,12 @@
-"""A training run from command-line arguments: config, logging, data, model, actor, trainer.
+"""Training from the command line: arguments, config, logging, data, model, actor, trainer.
 
-``tracking/train.py`` parses the arguments; with ``--mode multiple`` it re-launches itself
-through ``torch.distributed.run`` (torchrun), and each worker process lands here with the
-process-group environment set (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT).
+    python -m lib.train.run --script hiptrack --config hiptrack_cls --save_dir ./output --mode single
+    python tracking/train.py ...   # the same entry point (a thin wrapper)
+
+:func:`main` parses the arguments; with ``--mode multiple`` it re-launches this module through
+``torch.distributed.run`` (torchrun, ``--module lib.train.run``), and each worker process lands
+in :func:`run_training` with the process-group environment set (RANK, WORLD_SIZE, LOCAL_RANK,
+MASTER_ADDR, MASTER_PORT).
 """
 from __future__ import annotations
 
@@ -20,11 +24,14 @@ import torch.distributed as dist
 
 from lib.config.hiptrack import load_config, resolve_experiment_config
 from lib.config.node import ConfigError
-from lib.dataset.paths import DatasetRootError
+from lib.dataset.paths import DatasetRootError, add_path_arguments
 from lib.utils.checkpoint import CheckpointError
 from lib.utils.runtime import git_hash, resolve_device, seed_everything
 
 logger = logging.getLogger("lib.train")
+
+TRAIN_MODULE = "lib.train.run"  # what torchrun starts in every worker process
+LAUNCHER_ONLY = ("--nproc_per_node", "--nnodes", "--node_rank", "--master_addr", "--master_port")
 
 
 # errors in what the user gave (config name or key, dataset paths, checkpoint file): one clear
@@ -144,8 +151,9 @@ def _train(args: argparse.Namespace, add_log_file: Callable[[Path], None]) -> in
             dist.destroy_process_group()
 
 
-def launch_distributed(args: argparse.Namespace, script: Path, worker_argv: list[str]) -> int:
-    """Run ``script`` in ``--nproc_per_node`` processes through torch.distributed.run (in this process).
+def launch_distributed(args: argparse.Namespace, worker_argv: list[str]) -> int:
+    """Run this module (:data:`TRAIN_MODULE`) in ``--nproc_per_node`` processes through
+    torch.distributed.run (in this process), so the workers do not depend on where a script is.
 
     Single node without ``--master_addr``: ``--standalone``, a rendezvous on a free port of
     localhost. Returns 0 when every worker succeeded, else 1 (torchrun names the failed ranks).
@@ -159,7 +167,7 @@ def launch_distributed(args: argparse.Namespace, script: Path, worker_argv: list
     else:
         launcher += [f"--node_rank={args.node_rank}", f"--master_addr={args.master_addr or '127.0.0.1'}",
                      f"--master_port={args.master_port}"]
-    cmd = [*launcher, str(script), *worker_argv]
+    cmd = [*launcher, "--module", TRAIN_MODULE, *worker_argv]
     logger.info("launching: torchrun %s", " ".join(cmd))
     try:
         torchrun_main(cmd)
@@ -168,3 +176,61 @@ def launch_distributed(args: argparse.Namespace, script: Path, worker_argv: list
                      ", ".join(f"rank {rank} exit code {f.exitcode}" for rank, f in sorted(e.failures.items())))
         return 1
     return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface of training runs and of their torchrun workers."""
+    parser = argparse.ArgumentParser(description="Train HIPTrack / HIPTrack-CLS.")
+    parser.add_argument("--script", default="hiptrack", choices=["hiptrack"], help="experiment family")
+    parser.add_argument("--config", default="hiptrack_cls", help="experiment name (experiments/<script>/) or YAML path")
+    parser.add_argument("--save_dir", default="./output", help="checkpoints/, logs/ and tensorboard/ go here")
+    parser.add_argument("--mode", default="single", choices=["single", "multiple"],
+                        help="one process, or torch.distributed with --nproc_per_node processes per node")
+    parser.add_argument("--nproc_per_node", type=int, default=1, help="processes per node (--mode multiple)")
+    parser.add_argument("--nnodes", type=int, default=1, help="nodes (multi-node --mode multiple)")
+    parser.add_argument("--node_rank", type=int, default=0, help="rank of this node (multi-node)")
+    parser.add_argument("--master_addr", default=None, help="address of node 0 (multi-node)")
+    parser.add_argument("--master_port", type=int, default=29500, help="port on node 0 (multi-node)")
+    parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="CHECKPOINT",
+                        help="continue from the newest checkpoint of this run, or from the file given")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default: TRAIN.SEED)")
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    add_path_arguments(parser)
+    parser.add_argument("--no_val", action="store_true", help="skip validation (DATA.VAL)")
+    parser.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
+    return parser
+
+
+def worker_argv(argv: list[str]) -> list[str]:
+    """The arguments a torchrun worker gets: everything but the launcher's own options."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in LAUNCHER_ONLY:
+            skip = "=" not in arg
+            continue
+        out.append(arg)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train (``--mode single`` or inside a torchrun worker) or launch the workers; the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    in_worker = "LOCAL_RANK" in os.environ
+    if args.mode == "multiple" and not in_worker:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        return launch_distributed(args, worker_argv(argv))
+    try:
+        return run_training(args)  # logs its own errors: 1 = training failed, 2 = bad config / paths
+    except KeyboardInterrupt:
+        logging.getLogger("lib.train").error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

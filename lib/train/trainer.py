@@ -26,10 +26,10 @@ from lib.train.trainable import enter_train_mode, set_trainable, stage_first_epo
     trainable_names, trainable_summary, training_stage
 from lib.train.metrics import EpochMetrics
 from lib.utils.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
-from lib.utils.runs import RunPaths, epoch_checkpoints
+from lib.utils.records import append_jsonl
+from lib.utils.runs import RunPaths, drop_metrics_after, epoch_checkpoints
 
 logger = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,15 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
         else:
             out[f"{prefix}{key}"] = value
     return out
+
+
+def _stats_record(stats: dict) -> dict:
+    """Epoch stats as plain data: every number the log and TensorBoard show (NaN included, written
+    as null), the confusion matrix as nested lists (rows true class, columns predicted)."""
+    record = {k: v for k, v in stats.items() if isinstance(v, float)}
+    if "confusion" in stats:
+        record["confusion"] = stats["confusion"].tolist()
+    return record
 
 
 def _as_tuple(value):
@@ -271,8 +280,10 @@ class Trainer:
     def fit(self) -> None:
         """Train from ``self.epoch + 1`` to ``TRAIN.EPOCH``."""
         train = self.cfg.TRAIN
+        self._forget_later_metrics()
         try:
             for epoch in range(self.epoch + 1, train.EPOCH + 1):
+                start = time.perf_counter()
                 stage = training_stage(self.cfg, epoch)
                 if stage != self.stage:
                     self._enter_stage(stage, epoch)
@@ -284,17 +295,70 @@ class Trainer:
                         if self.dist.is_main:
                             logger.info("epoch %d: trainable parameters changed (TRAIN.FREEZE_CLS_EPOCH)", epoch)
                 lrs = {f"LearningRate/{g.get('name', i)}": g["lr"] for i, g in enumerate(self.optimizer.param_groups)}
+                counts_before = self._epoch_counts()
                 stats = self.train_epoch(epoch)
                 self.scheduler.step()
                 self._log_epoch("train", epoch, {**stats, **lrs})
+                val_stats = None
                 if self.val_loader is not None and epoch % train.VAL_EPOCH_INTERVAL == 0:
-                    self._log_epoch("val", epoch, self.validate(epoch))
+                    val_stats = self.validate(epoch)
+                    self._log_epoch("val", epoch, val_stats)
+                counts = self._counts_since(counts_before)
+                # before the checkpoint: a crash in between leaves a record the resume drops, never
+                # a checkpoint without its record
+                self._write_metrics(self.epoch_record(epoch, time.perf_counter() - start, lrs, stats, val_stats,
+                                                      counts))
                 self.epoch = epoch
                 if epoch % train.SAVE_INTERVAL == 0 or epoch == train.EPOCH:
                     self.save(epoch)
         finally:
             for writer in self.writers.values():
                 writer.close()
+
+    # ------------------------------------------------------------------ metrics.jsonl
+    def _forget_later_metrics(self) -> None:
+        """Drop records of epochs after the one this run starts from (rank 0): an interrupted run
+        may have written some that no checkpoint holds, and a fresh run starts an empty file."""
+        if not self.dist.is_main:
+            return
+        dropped = drop_metrics_after(self.paths.metrics_file, self.epoch)
+        if dropped:
+            logger.info("%s: dropped %d record(s) of epochs after %d", self.paths.metrics_file, dropped, self.epoch)
+
+    def _epoch_counts(self) -> dict[str, int]:
+        """Running totals of skipped steps and of samples the train sampler drew again."""
+        sampler = getattr(self.train_loader, "dataset", None)
+        return {"nonfinite_steps": self.nonfinite_total,
+                "unreadable_samples": int(getattr(sampler, "read_errors", 0)),
+                "rejected_samples": int(getattr(sampler, "rejected", 0))}
+
+    def _counts_since(self, before: dict[str, int]) -> dict[str, int]:
+        """This epoch's counts, summed over ranks (each rank samples its own share; every rank
+        skips the same non-finite steps, so those are taken once). Call on every rank."""
+        now = self._epoch_counts()
+        counts = {k: now[k] - before[k] for k in now}
+        if self.dist.enabled:
+            sampled = torch.tensor([counts["unreadable_samples"], counts["rejected_samples"]], dtype=torch.int64,
+                                   device=self.device)
+            dist.all_reduce(sampled)
+            counts["unreadable_samples"], counts["rejected_samples"] = sampled.tolist()
+        return counts
+
+    def epoch_record(self, epoch: int, seconds: float, lrs: dict, train_stats: dict, val_stats: dict | None,
+                     counts: dict[str, int]) -> dict:
+        """The ``metrics.jsonl`` record of an epoch: ``epoch``, ``stage`` (0: single stage),
+        ``seconds`` (wall time of training and validation), ``lr`` per parameter group, the counts,
+        ``train`` (and ``val`` when it ran) stats as logged, with the confusion matrix as lists."""
+        record = {"epoch": epoch, "stage": self.stage, "seconds": round(seconds, 3),
+                  "lr": {key.removeprefix("LearningRate/"): lr for key, lr in lrs.items()}, **counts,
+                  "train": _stats_record(train_stats)}
+        if val_stats is not None:
+            record["val"] = _stats_record(val_stats)
+        return record
+
+    def _write_metrics(self, record: dict) -> None:
+        if self.dist.is_main:
+            append_jsonl(self.paths.metrics_file, record)
 
     def _autocast(self):
         dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16

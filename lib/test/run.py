@@ -1,0 +1,106 @@
+"""Run a tracker over a test benchmark and write its result files (resumable).
+
+    python tracking/test.py hiptrack_cls hiptrack_cls --dataset got10k_test --threads 4
+    python tracking/test.py hiptrack hiptrack_got --dataset lasot --epoch 100 --dataset_dir lasot=/data/lasot
+    python tracking/test.py hiptrack_cls hiptrack_cls --dataset mvtd_test --save_cls --checkpoint ckpt.pth.tar
+
+Results go to ``<save_dir>/test/tracking_results/<tracker>/<param>/<dataset>/`` (``<param>`` is the
+config file's stem); for got10k_test also ``<that folder>.zip`` for the evaluation server.
+Sequences with results are skipped; failed sequences are listed and make the exit code 1.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+from lib.config.hiptrack import load_config, resolve_experiment_config
+from lib.test.evaluation.results import TEST_DATASETS, results_dir
+from lib.test.evaluation.runner import RunSettings, run_dataset
+from lib.test.tracker import TRACKERS
+from lib.dataset.paths import DatasetPaths, add_path_arguments
+from lib.dataset.registry import build_dataset
+from lib.utils.runtime import git_hash, resolve_device
+from lib.utils.runs import RunPaths
+
+# the name the script's log lines always had (``__name__`` is ``__main__`` under ``python -m``)
+logger = logging.getLogger("tracking.test")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line arguments."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("tracker_name", choices=sorted(TRACKERS), help="hiptrack (plain) or hiptrack_cls")
+    parser.add_argument("tracker_param", help="experiment name under experiments/hiptrack/ or a YAML path")
+    parser.add_argument("--dataset", default="got10k_test", choices=list(TEST_DATASETS), help="test dataset")
+    parser.add_argument("--sequence", action="append", default=None, metavar="NAME",
+                        help="only this sequence (repeatable)")
+    parser.add_argument("--epoch", type=int, default=None, help="checkpoint epoch (default: TEST.EPOCH)")
+    parser.add_argument("--checkpoint", default=None, metavar="PATH",
+                        help="checkpoint file (default: <save_dir>/checkpoints/train/hiptrack/<param>/"
+                             "HIPTrack_ep<epoch>.pth.tar)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--save_dir", default="output", help="output root (default: ./output)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="worker processes over sequences (0 or 1: in this process)")
+    parser.add_argument("--save_cls", action="store_true",
+                        help="also write per-frame challenge predictions <seq>_cls.txt (hiptrack_cls only)")
+    parser.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    add_path_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.threads < 0:
+        parser.error("--threads must be >= 0")
+    return args
+
+
+def default_checkpoint(save_dir: str | Path, param: str, epoch: int) -> Path:
+    """The trainer's checkpoint of ``epoch`` for config ``param`` under ``save_dir``."""
+    return RunPaths(Path(save_dir), param).checkpoint(epoch)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the test; returns the exit code (1 if any sequence failed)."""
+    args = parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logger.info("command: %s", " ".join(sys.argv[:1] + (argv if argv is not None else sys.argv[1:])))
+    config_path = resolve_experiment_config(args.tracker_param)
+    param = config_path.stem
+    cfg = load_config(config_path, opts=args.opts)
+    logger.info("python %s, torch %s, git %s; config %s", platform.python_version(), torch.__version__,
+                git_hash(), config_path)
+    logger.debug("resolved config:\n%s", cfg)
+    epoch = args.epoch if args.epoch is not None else cfg.TEST.EPOCH
+    checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint(args.save_dir, param, epoch)
+    if not checkpoint.is_file():
+        raise SystemExit(f"error: checkpoint {checkpoint} not found. Pass the file with --checkpoint PATH, or "
+                         f"the epoch of a checkpoint under --save_dir with --epoch N (looked for epoch {epoch} "
+                         f"under {Path(args.save_dir).absolute()})")
+    try:
+        device = str(resolve_device(args.device, local_rank=0))
+    except RuntimeError as e:  # --device cuda without CUDA
+        raise SystemExit(f"error: {e}") from e
+    settings = RunSettings(args.tracker_name, str(config_path), tuple(args.opts), str(checkpoint.absolute()),
+                           device, args.save_cls)
+    spec = TEST_DATASETS[args.dataset]
+    out_dir = results_dir(args.save_dir, args.tracker_name, param, args.dataset).absolute()
+    try:  # setup errors (dataset root, checkpoint / config mismatch, unknown sequence): a message, no traceback
+        dataset = build_dataset(spec.registry_name, DatasetPaths.from_env(args.dataset_dir, args.paths, args.data_dir))
+        logger.info("%s / %s (epoch %d, %s) on %s: %d sequences -> %s", args.tracker_name, param, epoch,
+                    checkpoint, args.dataset, len(dataset), out_dir)
+        summary = run_dataset(settings, dataset, out_dir, spec.result_format, args.sequence, args.threads,
+                              write_zip=args.dataset == "got10k_test")
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from e
+    for outcome in summary.failed:
+        logger.error("failed: %s: %s", outcome.name, outcome.error)
+    print(f"{args.tracker_name} {param} on {args.dataset}: {summary.line()}")
+    return 1 if summary.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
