@@ -4,8 +4,8 @@ Variants (:data:`VARIANTS`):
 
 * ``baseline``: plain HIPTrack (``MODEL.CLS_HEAD.ENABLED=False``), tested with the ``hiptrack`` tracker;
 * ``multitask``: HIPTrack-CLS, the classification loss only regularises the shared backbone;
-* ``fusion``: HIPTrack-CLS with ``MODEL.CLS_HEAD.FUSION=True`` (head features added before the box head;
-  ``STEM_FEATURES`` is switched off, the two exclude each other).
+* ``fusion``: HIPTrack-CLS with ``MODEL.CLS_HEAD.FUSION=ADD`` (head features added before the box head;
+  the head reads tokens only, ``INPUT=tokens``, since the stem input excludes fusion).
 
 Each variant runs the project's own command-line entry points in a child process (``python -m
 lib.train.run``, then ``python -m lib.test.run``: what ``tracking/train.py`` / ``tracking/test.py``
@@ -84,9 +84,9 @@ VARIANTS: dict[str, Variant] = {
     "baseline": Variant("baseline", "hiptrack", ("MODEL.CLS_HEAD.ENABLED=False", "MODEL.CLS_HEAD.INPUT=tokens",
                                                  "TRAIN.TWO_STAGE=False"),
                         "HIPTrack, no classification head"),
-    "multitask": Variant("multitask", "hiptrack_cls", ("MODEL.CLS_HEAD.ENABLED=True", "MODEL.CLS_HEAD.FUSION=False"),
+    "multitask": Variant("multitask", "hiptrack_cls", ("MODEL.CLS_HEAD.ENABLED=True", "MODEL.CLS_HEAD.FUSION=NONE"),
                          "shared backbone + challenge head (auxiliary loss only)"),
-    "fusion": Variant("fusion", "hiptrack_cls", ("MODEL.CLS_HEAD.ENABLED=True", "MODEL.CLS_HEAD.FUSION=True",
+    "fusion": Variant("fusion", "hiptrack_cls", ("MODEL.CLS_HEAD.ENABLED=True", "MODEL.CLS_HEAD.FUSION=ADD",
                                                 "MODEL.CLS_HEAD.INPUT=tokens"),
                       "challenge head features also added before the box head"),
 }
