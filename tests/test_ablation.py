@@ -28,6 +28,7 @@ from lib.test.evaluation.results import results_dir, sequence_files, write_boxes
 from lib.dataset.paths import DatasetPaths
 from lib.dataset.registry import build_dataset
 from lib.challenges import CLASS_NAMES, IGNORE_INDEX
+from lib.utils.cli import parse_with_renamed_flags
 from lib.utils.records import append_jsonl
 from lib.utils.runs import read_metrics
 
@@ -246,7 +247,7 @@ def test_variant_selection():
 
 def ablation_args(tmp_path: Path, *extra: str) -> list[str]:
     return ["--config", "hiptrack_cls_quickstart", "--train_dataset", "SYNTHETIC_train",
-            "--test_dataset", "synthetic_test", "--out_dir", str(tmp_path / "out"), *extra]
+            "--test_dataset", "synthetic_test", "--save_dir", str(tmp_path / "out"), *extra]
 
 
 def test_cli_bad_variant(tmp_path, capsys):
@@ -411,3 +412,14 @@ def test_training_starts_with_the_records_it_continues_from(tmp_path, data_dir, 
     retrain = settings_for(tmp_path, data_dir, retrain=True)
     ablation._train(retrain, variant, ablation.variant_config(retrain, variant), tmp_path / "multitask" / "log")
     assert read_metrics(metrics_file) == []
+
+
+def test_quickstart_and_ablation_accept_the_old_output_flags():
+    quickstart = load_script(QUICKSTART_PY)
+    args = parse_with_renamed_flags(quickstart.build_parser(), ["--out_dir", "o", "--data_dir", "d"],
+                                    quickstart.RENAMED_FLAGS)
+    assert (str(args.save_dir), str(args.synthetic_dir)) == ("o", "d")
+    ablation_cli = load_script(REPO / "tracking" / "ablation.py")
+    args = parse_with_renamed_flags(ablation_cli.build_parser(), ["--config", "c", "--test_dataset", "synthetic_test",
+                                                                  "--out_dir", "o"], ablation_cli.RENAMED_FLAGS)
+    assert str(args.save_dir) == "o"

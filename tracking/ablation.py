@@ -2,14 +2,14 @@
 
     python tracking/ablation.py --config hiptrack_cls_quickstart --train_dataset SYNTHETIC_train \\
         --test_dataset synthetic_test --dataset_dir synthetic=data/synthetic_maritime \\
-        --cls_ann_dir data/synthetic_maritime/cls_annotations --out_dir output/ablation
+        --cls_ann_dir data/synthetic_maritime/cls_annotations --save_dir output/ablation
 
 Variants: baseline (plain HIPTrack), multitask (challenge head as an auxiliary loss), fusion (head
 features also fed to the box head). Each runs training then testing in a child process (python -m
 lib.train.run / lib.test.run, the code of tracking/train.py / test.py; output in
-<out_dir>/<variant>/ablation.log, epoch progress read from the trainer's metrics.jsonl); a variant
+<save_dir>/<variant>/ablation.log, epoch progress read from the trainer's metrics.jsonl); a variant
 whose tested checkpoint exists is not trained again unless --retrain. Prints the overall and
-per-challenge tables, writes <out_dir>/ablation.json and PNG plots in <out_dir>/plots/. Exit code 2
+per-challenge tables, writes <save_dir>/ablation.json and PNG plots in <save_dir>/plots/. Exit code 2
 on bad input, 1 when a step fails.
 """
 from __future__ import annotations
@@ -22,18 +22,21 @@ from pathlib import Path
 from lib.pipeline.ablation import INPUT_ERRORS, VARIANTS, AblationSettings, exit_code_of, report_lines, run_ablation
 from lib.test.evaluation.results import TEST_DATASETS
 from lib.dataset.paths import add_path_arguments
+from lib.utils.cli import parse_with_renamed_flags, renamed_flags_epilog
+
+RENAMED_FLAGS = {"--out_dir": "--save_dir"}
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 1)[1])
+                                     epilog=__doc__.split("\n\n", 1)[1] + "\n\n" + renamed_flags_epilog(RENAMED_FLAGS))
     parser.add_argument("--config", required=True, help="experiment name (experiments/hiptrack/) or YAML path")
     parser.add_argument("--train_dataset", nargs="+", default=None, metavar="NAME",
                         help="DATA.TRAIN.DATASETS_NAME, equal ratios (default: the config's)")
     parser.add_argument("--test_dataset", required=True, choices=list(TEST_DATASETS), help="tracking/test.py dataset")
-    parser.add_argument("--out_dir", required=True, type=Path, help="everything goes to <out_dir>/<variant>/")
+    parser.add_argument("--save_dir", required=True, type=Path, help="everything goes to <save_dir>/<variant>/")
     parser.add_argument("--variants", nargs="+", default=["baseline", "multitask", "fusion"], choices=list(VARIANTS),
                         help="variants in run order (default: all)")
     parser.add_argument("--cls_ann_dir", type=Path, default=None, metavar="DIR",
@@ -72,7 +75,7 @@ def settings_from_args(args: argparse.Namespace) -> AblationSettings:
                       f"DATA.TRAIN.DATASETS_RATIO=[{','.join('1' for _ in args.train_dataset)}]")
     return AblationSettings(
         config=config, train_dataset_opts=train_opts, test_dataset=args.test_dataset,
-        out_dir=args.out_dir.expanduser().absolute(),
+        out_dir=args.save_dir.expanduser().absolute(),
         cls_ann_dir=args.cls_ann_dir.expanduser().absolute() if args.cls_ann_dir else None,
         path_args=absolute_path_args(args), seed=args.seed, device=args.device, threads=args.threads,
         opts=tuple(args.opts), epoch=args.epoch, retrain=args.retrain)
@@ -81,7 +84,7 @@ def settings_from_args(args: argparse.Namespace) -> AblationSettings:
 def main(argv: list[str] | None = None) -> int:
     """Run the ablation; the exit code (2 bad input, 1 a failed step)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_with_renamed_flags(parser, argv, RENAMED_FLAGS)
     if args.threads < 0:
         parser.error("--threads must be >= 0")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -2,10 +2,10 @@
 plain HIPTrack against HIPTrack-CLS (auxiliary challenge task), and compare them.
 
     python tracking/quickstart.py
-    python tracking/quickstart.py --fusion --out_dir output/quickstart --data_dir data/synthetic_quickstart
+    python tracking/quickstart.py --fusion --save_dir output/quickstart --synthetic_dir data/synthetic_quickstart
 
-Steps: (1) the dataset is generated into --data_dir, or reused when it was generated with the same
-settings (recorded in <data_dir>/quickstart_dataset.json; other settings need --overwrite);
+Steps: (1) the dataset is generated into --synthetic_dir, or reused when it was generated with the same
+settings (recorded in <synthetic_dir>/quickstart_dataset.json; other settings need --overwrite);
 (2) tracking/ablation.py's pipeline runs the variants baseline and multitask (and fusion) with the
 hiptrack_cls_quickstart config; (3) the tables, a one-line verdict and the written files are
 printed. Training is skipped for variants whose checkpoint exists (unless --retrain, or the
@@ -36,11 +36,14 @@ QUICKSTART_SIZE = "320x240"
 QUICKSTART_SEED = 0
 
 CONFIG = "hiptrack_cls_quickstart"
-SETTINGS_FILE = "quickstart_dataset.json"  # generator settings of the dataset in --data_dir
+SETTINGS_FILE = "quickstart_dataset.json"  # generator settings of the dataset in --synthetic_dir
+from lib.utils.cli import parse_with_renamed_flags, renamed_flags_epilog
+
+RENAMED_FLAGS = {"--out_dir": "--save_dir", "--data_dir": "--synthetic_dir"}
 
 
 class DatasetMismatchError(ValueError):
-    """--data_dir holds something other than the dataset asked for."""
+    """--synthetic_dir holds something other than the dataset asked for."""
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -53,17 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("--out_dir", type=Path, default=Path("output/quickstart"),
+                                     epilog=__doc__.split("\n\n", 1)[1] + "\n\n" + renamed_flags_epilog(RENAMED_FLAGS))
+    parser.add_argument("--save_dir", type=Path, default=Path("output/quickstart"),
                         help="checkpoints, results, ablation.json, plots (default ./output/quickstart)")
-    parser.add_argument("--data_dir", type=Path, default=Path("data/synthetic_quickstart"),
+    parser.add_argument("--synthetic_dir", type=Path, default=Path("data/synthetic_quickstart"),
                         help="the generated dataset (default ./data/synthetic_quickstart)")
     parser.add_argument("--sequences", type=int, default=QUICKSTART_SEQUENCES,
                         help=f"generated sequences (default {QUICKSTART_SEQUENCES})")
     parser.add_argument("--frames", type=int, default=QUICKSTART_FRAMES,
                         help=f"frames per generated sequence (default {QUICKSTART_FRAMES})")
     parser.add_argument("--overwrite", action="store_true",
-                        help="regenerate the dataset in --data_dir when its settings differ")
+                        help="regenerate the dataset in --synthetic_dir when its settings differ")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     parser.add_argument("--seed", type=int, default=42, help="training seed (default 42)")
     parser.add_argument("--threads", type=int, default=0, help="test worker processes (0: in-process)")
@@ -88,7 +91,7 @@ def ensure_dataset(data_dir: Path, sequences: int, frames: int, overwrite: bool)
         found = settings_file.read_text(encoding="utf-8").strip() if settings_file.is_file() else "unknown contents"
         if not overwrite:
             raise DatasetMismatchError(f"{data_dir} holds a dataset generated with {found}, not {wanted}: pass "
-                                       f"--overwrite to regenerate it, or choose another --data_dir")
+                                       f"--overwrite to regenerate it, or choose another --synthetic_dir")
         logger.info("regenerating %s (was %s)", data_dir, found)
     start = time.perf_counter()
     generate_dataset(data_dir, sequences=sequences, frames=frames, seed=QUICKSTART_SEED,
@@ -100,12 +103,12 @@ def ensure_dataset(data_dir: Path, sequences: int, frames: int, overwrite: bool)
 
 def settings_from_args(args: argparse.Namespace, retrain: bool) -> AblationSettings:
     """The ablation settings of the quick start (paths absolute, as the logged commands show them)."""
-    data_dir = args.data_dir.expanduser().absolute()
+    data_dir = args.synthetic_dir.expanduser().absolute()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     return AblationSettings(
         config=CONFIG,
         train_dataset_opts=("DATA.TRAIN.DATASETS_NAME=[SYNTHETIC_train]", "DATA.TRAIN.DATASETS_RATIO=[1]"),
-        test_dataset="synthetic_test", out_dir=args.out_dir.expanduser().absolute(),
+        test_dataset="synthetic_test", out_dir=args.save_dir.expanduser().absolute(),
         cls_ann_dir=data_dir / "cls_annotations", path_args=("--dataset_dir", f"synthetic={data_dir}"),
         seed=args.seed, device=device, threads=args.threads, opts=tuple(args.opts), retrain=retrain)
 
@@ -113,14 +116,14 @@ def settings_from_args(args: argparse.Namespace, retrain: bool) -> AblationSetti
 def main(argv: list[str] | None = None) -> int:
     """Run the quick start; the exit code (2 bad input, 1 a failed step)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_with_renamed_flags(parser, argv, RENAMED_FLAGS)
     if args.sequences < 2 or args.frames < 2:
         parser.error("--sequences and --frames must be >= 2 (train and test splits, a template and a search frame)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     start = time.perf_counter()
     variants = ["baseline", "multitask"] + (["fusion"] if args.fusion else [])
     try:
-        generated = ensure_dataset(args.data_dir.expanduser(), args.sequences, args.frames, args.overwrite)
+        generated = ensure_dataset(args.synthetic_dir.expanduser(), args.sequences, args.frames, args.overwrite)
         if generated and not args.retrain:
             logger.info("new dataset: every variant is trained again")
         result = run_ablation(settings_from_args(args, retrain=args.retrain or generated), variants)
