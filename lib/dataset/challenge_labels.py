@@ -66,21 +66,17 @@ def validate_record(record: Any) -> str | None:
         return f"frame_id must be a positive integer, got {frame_id!r}"
     if frame_file is not None and (not isinstance(frame_file, str) or not frame_file):
         return f"frame_file must be a non-empty string, got {frame_file!r}"
-    cv = record.get("cv_response")
-    if cv is None:
-        return "missing cv_response"
-    if not isinstance(cv, dict):
-        return f"cv_response must be an object, got {type(cv).__name__}"
+    cv, problem = _section(record, "cv_response")
+    if problem:
+        return problem
     for key, _ in CV_FLAGS:
         if key not in cv:
             return f"cv_response.{key} missing"
         if _flag_value(cv[key]) is None:
             return f"cv_response.{key} must be 0, 1 or a boolean, got {cv[key]!r}"
-    vlm = record.get("vlm_response")
-    if vlm is None:
-        return "missing vlm_response"
-    if not isinstance(vlm, dict):
-        return f"vlm_response must be an object, got {type(vlm).__name__}"
+    vlm, problem = _section(record, "vlm_response")
+    if problem:
+        return problem
     for key, _ in VLM_PRIORITY:
         if key not in vlm:
             return f"vlm_response.{key} missing"
@@ -90,6 +86,16 @@ def validate_record(record: Any) -> str | None:
         if _flag_value(entry["flag"]) is None:
             return f"vlm_response.{key}.flag must be 0, 1 or a boolean, got {entry['flag']!r}"
     return None
+
+
+def _section(record: dict, name: str) -> tuple[dict, str | None]:
+    """A record's ``cv_response`` / ``vlm_response`` object, or why it is unusable."""
+    section = record.get(name)
+    if section is None:
+        return {}, f"missing {name}"
+    if not isinstance(section, dict):
+        return {}, f"{name} must be an object, got {type(section).__name__}"
+    return section, None
 
 
 def _checked(record: Any) -> dict:
