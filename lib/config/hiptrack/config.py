@@ -53,6 +53,9 @@ _MODEL = {
                               "False = plain HIPTrack"),
         "NUM_CLASSES": Key(NUM_CLASSES, "challenge classes; must equal the vocabulary of lib/challenges.py "
                                         "(0 Occlusion ... 9 Normal)"),
+        "MODE": Key("single", "single = one challenge per frame (the label rule of lib/challenges.py, softmax, "
+                              "TRAIN.CLS_LOSS_TYPE); multi = every flagged challenge (multi-hot target, Normal = no "
+                              "flag, independent sigmoids, binary cross-entropy)", choices=("single", "multi")),
         "HIDDEN_DIM": Key(512, "hidden width of the classification MLP"),
         "DROPOUT": Key(0.1, "dropout after the hidden layer of the classification MLP, in [0, 1)"),
         "FUSION": Key("NONE", "how the head's features condition the map the box head reads: NONE = boxes "

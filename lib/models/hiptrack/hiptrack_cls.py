@@ -102,7 +102,7 @@ def build_hiptrack_cls(cfg, training: bool = True) -> HIPTrackCLS:
     head = ChallengeClassificationHead(cfg.MODEL.HIDDEN_DIM, head_cfg.HIDDEN_DIM, head_cfg.NUM_CLASSES,
                                        head_cfg.DROPOUT, fusion_dim=cfg.MODEL.HIDDEN_DIM if fusion else None,
                                        stem_dim=stem_channels(parts["stem_width"]) if reads_stem else 0,
-                                       fusion_mode=head_cfg.FUSION if fusion else "ADD")
+                                       fusion_mode=head_cfg.FUSION if fusion else "ADD", label_mode=head_cfg.MODE)
     model = HIPTrackCLS(head, **parts)
     if training:
         report = load_initial_weights(model, cfg)

@@ -34,14 +34,19 @@ def pool_kept_tokens(search_tokens: torch.Tensor, removed_indexes: list[torch.Te
 
 
 FUSION_OUT_CHANNELS = {"ADD": 1, "FILM": 2, "GATE": 1}  # projection width in multiples of the map's channels
+LABEL_MODES = ("single", "multi")  # one challenge per frame (softmax) or every challenge present (sigmoids)
 
 
 class ChallengeClassificationHead(nn.Module):
     """Pooled backbone features -> Linear + ReLU + Dropout -> Linear -> challenge logits."""
 
     def __init__(self, in_dim: int, hidden_dim: int = 512, num_classes: int = NUM_CLASSES, dropout: float = 0.1,
-                 fusion_dim: int | None = None, stem_dim: int = 0, fusion_mode: str = "ADD") -> None:
+                 fusion_dim: int | None = None, stem_dim: int = 0, fusion_mode: str = "ADD",
+                 label_mode: str = "single") -> None:
         super().__init__()
+        if label_mode not in LABEL_MODES:
+            raise ValueError(f"label_mode must be one of {', '.join(LABEL_MODES)}, got {label_mode!r}")
+        self.label_mode = label_mode
         if fusion_dim and stem_dim:
             raise ValueError("fusion and stem features exclude each other: the stem input needs the predicted box")
         if fusion_mode not in FUSION_OUT_CHANNELS:
@@ -74,6 +79,12 @@ class ChallengeClassificationHead(nn.Module):
                                  f"{None if stem_map is None else tuple(stem_map.shape)}")
             pooled = self.input_norm(torch.cat([pooled, stem_map.mean(dim=(2, 3))], dim=1))
         return self.projection(pooled)
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (B, K) of logits (B, K): a softmax in the single-label mode, independent sigmoids
+        in the multi-label mode (computed in float32)."""
+        logits = logits.float()
+        return torch.softmax(logits, dim=-1) if self.label_mode == "single" else torch.sigmoid(logits)
 
     def condition(self, box_input: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
         """The box head's input map (B, C, H, W) conditioned on hidden features (B, hidden_dim) by the fusion mode."""

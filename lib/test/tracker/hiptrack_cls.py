@@ -3,7 +3,7 @@
 Tracking is exactly :class:`~lib.test.tracker.hiptrack.HIPTrackTracker` (the box path of
 HIPTrack-CLS does not depend on the head unless ``MODEL.CLS_HEAD.FUSION``). A tracker made with
 ``predict_challenges`` asks the network for the challenge of every search frame
-(``with_challenges=True``) and ``track()`` adds ``cls_id`` (int) and ``cls_probs`` (K softmax
+(``with_challenges=True``) and ``track()`` adds ``cls_id`` (int) and ``cls_probs`` (K class
 probabilities); without it the classifier never runs. The setting belongs to the tracker, so
 trackers with different settings can share one network.
 """
@@ -45,5 +45,5 @@ class HIPTrackCLSTracker(HIPTrackTracker):
         """``cls_id`` and ``cls_probs`` of the frame when challenge predictions are on."""
         if not self.predict_challenges:
             return {}
-        probs = torch.softmax(out["cls_logits"].float()[0], dim=-1)
+        probs = self.network.cls_head.probabilities(out["cls_logits"])[0]
         return {"cls_id": int(probs.argmax()), "cls_probs": probs.tolist()}
