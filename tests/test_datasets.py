@@ -135,7 +135,7 @@ def trackingnet_root(tmp_path) -> Path:
 @pytest.fixture
 def all_roots(tmp_path, got10k_root, mvtd_root, lasot_root, trackingnet_root, monkeypatch) -> dict[str, Path]:
     synthetic = tmp_path / "synthetic"
-    for split in ("train", "test"):
+    for split in ("train", "test", "val"):
         write_got10k_seq(synthetic / split, f"synth_{split}_0000")
         write_list(synthetic / split, [f"synth_{split}_0000"])
     roots = {"got10k": got10k_root, "mvtd": mvtd_root, "lasot": lasot_root,

@@ -477,3 +477,29 @@ def test_cli_rejects_bad_arguments(tmp_path, bad):
     assert result.returncode == 2
     assert "error" in result.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_validation_split_is_planned_apart_and_leaves_train_and_test_unchanged(tmp_path):
+    args = dict(sequences=4, frames=8, seed=3, size=(128, 96))
+    generate_dataset(tmp_path / "plain", **args)
+    summary = generate_dataset(tmp_path / "with_val", **args, val_sequences=2, val_seed=11)
+    assert summary["splits"]["val"] == ["5-Ship", "6-Boat"] and summary["val_seed"] == 11
+    assert (tmp_path / "with_val" / "val" / "list.txt").read_text() == "5-Ship\n6-Boat\n"
+    plain, with_val = file_hashes(tmp_path / "plain"), file_hashes(tmp_path / "with_val")
+    assert {k: v for k, v in with_val.items() if k in plain and k != "README.txt"} == {
+        k: v for k, v in plain.items() if k != "README.txt"}
+    assert "val_sequences=2 val_seed=11" in (tmp_path / "with_val" / "README.txt").read_text()
+    # another validation seed gives other sequences under the same names
+    generate_dataset(tmp_path / "other_val", **args, val_sequences=2, val_seed=12)
+    assert (file_hashes(tmp_path / "other_val")["val/5-Ship/groundtruth.txt"]
+            != with_val["val/5-Ship/groundtruth.txt"])
+
+
+def test_validation_split_is_a_dataset(tmp_path):
+    from lib.dataset.paths import DatasetPaths
+    from lib.dataset.registry import build_dataset
+    generate_dataset(tmp_path, sequences=2, frames=6, seed=1, size=(128, 96), val_sequences=1)
+    dataset = build_dataset("SYNTHETIC_val", DatasetPaths({"synthetic": tmp_path}),
+                            cls_ann_dir=tmp_path / "cls_annotations")
+    assert len(dataset) == 1 and dataset.sequence_name(0) == "3-Sailboat"
+    assert (dataset.sequence_info(0).cls_label >= 0).all()

@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--test_fraction", type=float, default=0.25,
                         help="share of sequences in the test split, in [0, 1) (default 0.25)")
+    parser.add_argument("--val_sequences", type=int, default=0,
+                        help="sequences of a validation split (val/), planned with --val_seed (default 0: none)")
+    parser.add_argument("--val_seed", type=int, default=None, help="seed of the validation split (default --seed + 1)")
     parser.add_argument("--size", type=_size, default=(320, 240), metavar="WxH", help="frame size (default 320x240)")
     parser.add_argument("--overwrite", action="store_true",
                         help=f"replace a previous dataset in --synthetic_dir (only {', '.join(GENERATED)})")
@@ -54,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--sequences must be >= 1, got {args.sequences}")
     if args.frames < 2:
         parser.error(f"--frames must be >= 2, got {args.frames}")
+    if args.val_sequences < 0:
+        parser.error(f"--val_sequences must be >= 0, got {args.val_sequences}")
     if not 0 <= args.test_fraction < 1:
         parser.error(f"--test_fraction must be in [0, 1), got {args.test_fraction}")
     if args.synthetic_dir.exists() and (not args.synthetic_dir.is_dir() or (any(args.synthetic_dir.iterdir()) and not args.overwrite)):
@@ -67,13 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         summary = generate_dataset(args.synthetic_dir, sequences=args.sequences, frames=args.frames, seed=args.seed,
-                                   test_fraction=args.test_fraction, size=args.size, overwrite=args.overwrite)
+                                   test_fraction=args.test_fraction, size=args.size, overwrite=args.overwrite,
+                                   val_sequences=args.val_sequences, val_seed=args.val_seed)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     seconds = time.perf_counter() - start
     counts = ", ".join(f"{name} {summary['class_counts'][name]}" for name in CLASS_NAMES)
-    print(f"wrote {args.synthetic_dir}: {len(summary['splits']['train'])} train + {len(summary['splits']['test'])} test "
+    splits = " + ".join(f"{len(names)} {split}" for split, names in summary["splits"].items())
+    print(f"wrote {args.synthetic_dir}: {splits} "
           f"sequences x {args.frames} frames ({args.size[0]}x{args.size[1]}) in {seconds:.1f}s; classes: {counts}")
     return 0
 

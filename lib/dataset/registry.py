@@ -51,6 +51,8 @@ DATASET_TABLE: dict[str, DatasetSpec] = {
                                     description="TrackingNet TEST chunk, first-frame boxes only"),
     "SYNTHETIC_train": DatasetSpec("synthetic", GOT10k, "train", description="generated sequences, train"),
     "SYNTHETIC_test": DatasetSpec("synthetic", GOT10k, "test", description="generated sequences, test"),
+    "SYNTHETIC_val": DatasetSpec("synthetic", GOT10k, "val", description="generated sequences, validation "
+                                                                        "(planned with its own seed)"),
 }
 
 

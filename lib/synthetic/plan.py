@@ -92,10 +92,13 @@ def _schedule(rng: np.random.Generator, frames: int, n_events: int) -> list[tupl
     return spans
 
 
-def plan_dataset(sequences: int, frames: int, seed: int, test_fraction: float = 0.25) -> list[tuple[SequencePlan, str]]:
+def plan_dataset(sequences: int, frames: int, seed: int, test_fraction: float = 0.25, *, first_index: int = 1,
+                 split: str | None = None) -> list[tuple[SequencePlan, str]]:
     """Plans and splits (``"train"`` / ``"test"``) of every sequence, in name order.
 
-    Vessel classes cycle ship, boat, sailboat, USV. Event kinds are dealt from shuffled decks of
+    With ``split`` every sequence goes to that split (e.g. a validation split planned with its own seed);
+    ``first_index`` numbers the sequences (``<index>-<Class>``), so such a split can follow the others
+    without a name clash. Vessel classes cycle ship, boat, sailboat, USV. Event kinds are dealt from shuffled decks of
     all nine kinds, so their counts stay balanced over the dataset; a sequence gets 1-3 distinct
     kinds (mostly 3) on disjoint 8-20 frame ranges (shorter for short sequences).
     """
@@ -106,7 +109,8 @@ def plan_dataset(sequences: int, frames: int, seed: int, test_fraction: float = 
     deck: list[str] = []
     plans = []
     for i in range(sequences):
-        object_class = OBJECT_CLASSES[i % len(OBJECT_CLASSES)]
+        index = first_index + i
+        object_class = OBJECT_CLASSES[(index - 1) % len(OBJECT_CLASSES)]
         spans = _schedule(rng, frames, int(rng.choice([1, 2, 3], p=[0.1, 0.3, 0.6])))
         kinds: list[str] = []
         while len(kinds) < len(spans):
@@ -119,8 +123,8 @@ def plan_dataset(sequences: int, frames: int, seed: int, test_fraction: float = 
             deck.remove(pick)
             kinds.append(pick)
         events = tuple(Event(k, s, e) for k, (s, e) in zip(kinds, spans))
-        plan = SequencePlan(sequence_name(i + 1, object_class), object_class, events, _sequence_seed(seed, i + 1))
-        plans.append((plan, "test" if i in test_ids else "train"))
+        plan = SequencePlan(sequence_name(index, object_class), object_class, events, _sequence_seed(seed, index))
+        plans.append((plan, split or ("test" if i in test_ids else "train")))
     return plans
 
 

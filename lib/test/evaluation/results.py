@@ -45,6 +45,7 @@ TEST_DATASETS: dict[str, TestDataset] = {
     "trackingnet": TestDataset("TRACKINGNET_test", "otb", has_ground_truth=False),
     "synthetic_test": TestDataset("SYNTHETIC_test", "got10k"),
     "synthetic_train": TestDataset("SYNTHETIC_train", "got10k"),
+    "synthetic_val": TestDataset("SYNTHETIC_val", "got10k"),
 }
 
 
