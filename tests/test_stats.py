@@ -86,3 +86,25 @@ def test_bad_shapes_are_refused() -> None:
         paired_bootstrap(np.zeros((2, 3)), np.zeros((2, 3)), np.ones((3, 2)))
     with pytest.raises(ValueError, match="level"):
         paired_bootstrap(np.zeros((1, 3)), np.zeros((1, 3)), np.ones((1, 3)), level=1.5)
+
+
+def _scores(per_sequence: dict) -> dict:
+    return {"per_sequence": per_sequence}
+
+
+def test_sequence_totals_and_compare_scores_from_evaluate_outputs() -> None:
+    from lib.test.analysis.stats import compare_scores, sequence_totals
+    ref = _scores({"a": {"ao": 0.5, "sr50": 0.5, "frames": 10, "per_challenge": {"Occlusion": {"ao": 0.2, "frames": 4}}},
+                   "b": {"ao": 0.4, "sr50": 0.0, "frames": 30, "per_challenge": {}}})
+    var = _scores({"a": {"ao": 0.6, "sr50": 0.5, "frames": 10, "per_challenge": {"Occlusion": {"ao": 0.7, "frames": 4}}},
+                   "b": {"ao": 0.5, "sr50": 0.0, "frames": 30, "per_challenge": {}}})
+    sums, counts, names = sequence_totals([var, var], "ao")
+    assert names == ["a", "b"] and counts.tolist() == [[10, 30], [10, 30]] and sums[0].tolist() == pytest.approx([6, 15])
+    sums, counts, _ = sequence_totals([ref], "ao", "Occlusion")
+    assert counts.tolist() == [[4, 0]] and sums[0].tolist() == pytest.approx([0.8, 0.0])
+    overall = compare_scores([var], [ref], "ao", replicates=200)
+    assert overall.estimate == pytest.approx(0.1) and overall.low == pytest.approx(0.1) and overall.significant
+    occlusion = compare_scores([var], [ref], "ao", "Occlusion", replicates=200)
+    assert occlusion.estimate == pytest.approx(0.5) and occlusion.sequences == 1
+    with pytest.raises(ValueError, match="same seeds"):
+        compare_scores([var, var], [ref], "ao")

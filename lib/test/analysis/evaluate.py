@@ -145,7 +145,8 @@ def _per_challenge(ious: np.ndarray, labels: np.ndarray) -> dict[str, dict]:
         selected = ious[labels == class_id]
         if selected.size:
             scores = metrics.got10k_scores(selected)
-            table[class_name] = {"ao": scores["ao"], "sr50": scores["sr50"], "frames": scores["frames"]}
+            table[class_name] = {"ao": scores["ao"], "sr50": scores["sr50"], "sr75": scores["sr75"],
+                                 "frames": scores["frames"]}
     return table
 
 
@@ -167,8 +168,9 @@ def evaluate_results(
         ``"auc", "precision", "norm_precision"`` (LaSOT protocol), all scores fractions in [0, 1];
         ``"success_curve": {"thresholds": [21], "success": [21]}`` (the LaSOT success plot);
         ``"per_challenge": {class name: {"ao", "sr50", "frames"}}`` for the classes with scored
-        labelled frames (empty without labels); ``"per_sequence": {name: {"ao", "sr50", "auc",
-        "frames"}}``.
+        labelled frames (empty without labels); ``"per_sequence": {name: {"ao", "sr50", "sr75", "auc",
+        "frames", "per_challenge"}}``, the same scores of each sequence (what a paired bootstrap over
+        sequences resamples).
 
     Raises:
         MissingResultsError, ValueError (malformed file, wrong length: the message names the file),
@@ -199,8 +201,9 @@ def evaluate_results(
               "per_sequence": {}}
     for s in scores:
         got = metrics.got10k_scores(s.ious)
-        result["per_sequence"][s.name] = {"ao": got["ao"], "sr50": got["sr50"],
-                                          "auc": metrics.lasot_scores(s.curves)["auc"], "frames": got["frames"]}
+        result["per_sequence"][s.name] = {"ao": got["ao"], "sr50": got["sr50"], "sr75": got["sr75"],
+                                          "auc": metrics.lasot_scores(s.curves)["auc"], "frames": got["frames"],
+                                          "per_challenge": _per_challenge(s.ious, s.labels)}
     return result
 
 

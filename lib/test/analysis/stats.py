@@ -16,6 +16,7 @@ interval of the replicates; a difference is called significant when it excludes 
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,3 +117,41 @@ def _check_pair(sums: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.nd
     if np.any(counts < 0) or np.any(np.isnan(sums)):
         raise ValueError("counts must be >= 0 and sums must not be nan")
     return sums, counts
+
+
+# -- from evaluate_results outputs ----------------------------------------------------------
+def sequence_totals(scores_by_seed: Sequence[dict], metric: str, challenge: str | None = None,
+                    sequences: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``(sums, counts, sequence names)``, each array ``(seeds, sequences)``, of one pooled metric
+    (``ao``, ``sr50`` or ``sr75``) from the ``per_sequence`` entries of
+    :func:`lib.test.analysis.evaluate_results` outputs (one per seed), over all scored frames or only
+    those of ``challenge`` (a class name). Sequences are those of the first seed unless given; a
+    sequence without frames of the challenge counts 0 frames."""
+    names = list(sequences if sequences is not None else scores_by_seed[0]["per_sequence"])
+    sums = np.zeros((len(scores_by_seed), len(names)))
+    counts = np.zeros_like(sums)
+    for s, scores in enumerate(scores_by_seed):
+        for q, name in enumerate(names):
+            entry = scores["per_sequence"][name]
+            if challenge is not None:
+                entry = entry.get("per_challenge", {}).get(challenge)
+                if entry is None:
+                    continue
+            counts[s, q] = entry["frames"]
+            sums[s, q] = entry[metric] * entry["frames"] if entry["frames"] else 0.0
+    return sums, counts, names
+
+
+def compare_scores(variant_by_seed: Sequence[dict], reference_by_seed: Sequence[dict], metric: str = "ao",
+                   challenge: str | None = None, replicates: int = DEFAULT_REPLICATES, seed: int = 0
+                   ) -> DifferenceInterval:
+    """Paired bootstrap of ``metric`` (variant - reference) from per-seed ``evaluate_results`` outputs of
+    the same seeds (in the same order) and test sequences."""
+    if len(variant_by_seed) != len(reference_by_seed) or not variant_by_seed:
+        raise ValueError(f"need the same seeds of both variants, got {len(variant_by_seed)} and "
+                         f"{len(reference_by_seed)} results")
+    variant_sums, counts, names = sequence_totals(variant_by_seed, metric, challenge)
+    reference_sums, reference_counts, _ = sequence_totals(reference_by_seed, metric, challenge, names)
+    if not np.array_equal(counts, reference_counts):
+        raise ValueError("the two variants were scored on different frames (other ground truth or labels?)")
+    return paired_bootstrap(variant_sums, reference_sums, counts, replicates=replicates, seed=seed)
