@@ -16,6 +16,7 @@ from conftest import load_script
 from lib.challenges import CLASS_NAMES, CV_FLAGS, IGNORE_INDEX, NORMAL, VLM_PRIORITY
 from lib.dataset.challenge_labels import (
     ChallengeLabelStore,
+    SequenceLabels,
     label_from_record,
     multi_hot_from_record,
     soft_targets_from_record,
@@ -506,6 +507,53 @@ def test_cli_reports_distribution(tmp_path, cli_main, capsys):
     assert "Frames without labels: 1 (16.7%)" in out  # frame 4 of 1-Ship has no record
     assert "Malformed lines: 0" in out and "Unmatched records: 0" in out and "Duplicate records: 0" in out
     assert out.isascii()
+
+
+def _cooccurrence_table(out: str) -> tuple[list[list[int]], str]:
+    """The co-occurrence rows (class id order) and the 2+ flags line of the CLI's output."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Challenge co-occurrence"))
+    assert lines[start + 1].split() == ["class"] + [str(c) for c in range(10)]
+    rows = []
+    for cid, line in enumerate(lines[start + 2:start + 12]):
+        label = f"{CLASS_NAMES[cid]} ({cid})"
+        assert line.strip().startswith(label)
+        rows.append([int(v) for v in line.strip()[len(label):].split()])
+    return rows, lines[start + 12]
+
+
+def test_cli_prints_challenge_cooccurrence_with_known_counts(tmp_path, cli_main, capsys):
+    ann = tmp_path / "ann"
+    write_seq(ann, "1-Ship", [rec(1, vlm=("occlusion",), cv=("low_res",)),
+                              rec(2, vlm=("occlusion", "motion_blur"), cv=("scale_variation",)),
+                              rec(3), rec(4, cv=("low_res",)), rec(5, vlm=("occlusion",)),
+                              "not json"])
+    write_seq(ann, "2-Boat", [rec(1, vlm=("occlusion",), cv=("low_res",), seq="2-Boat"), rec(3, seq="2-Boat")])
+    code, out, _ = call(cli_main, capsys, "--cls_ann_dir", str(ann))
+    assert code == 0
+    occ, blur, scale, low_res = VLM_CLASS["occlusion"], VLM_CLASS["motion_blur"], CV_CLASS["scale_variation"], \
+        CV_CLASS["low_res"]
+    expected = np.zeros((10, 10), dtype=int)
+    for a, b, n in ((occ, occ, 4), (low_res, low_res, 3), (occ, low_res, 2), (occ, blur, 1), (occ, scale, 1),
+                    (blur, blur, 1), (scale, scale, 1), (blur, scale, 1), (NORMAL, NORMAL, 2)):
+        expected[a, b] = expected[b, a] = n
+    rows, several = _cooccurrence_table(out)
+    np.testing.assert_array_equal(np.array(rows), expected)
+    # 7 labeled frames (2-Boat frame 2 has no record: unlabeled, left out); 2+ flags: 1-Ship 1, 2 and 2-Boat 1
+    assert several == "Frames with 2+ flags: 3 of 7 labeled (42.9%)"
+    assert _distribution(out)["Occlusion"] == (4, "57.1%")  # the distribution table still parses
+
+
+def test_cooccurrence_skips_unlabeled_frames():
+    cli = load_script(CLI)
+    labels = torch.tensor([0, IGNORE_INDEX, 2])
+    multi_hot = torch.zeros(3, 10)
+    multi_hot[0, [0, 6]] = 1
+    multi_hot[1, [0, 1]] = 1  # an unlabeled frame's flags (never produced by the store) must not count
+    multi_hot[2, 2] = 1
+    counts, several = cli.cooccurrence([SequenceLabels(labels, multi_hot, found=True)])
+    assert counts[0, 6] == counts[6, 0] == 1 and counts[0, 1] == 0 and counts.diagonal()[[0, 2, 6]].tolist() == [1] * 3
+    assert counts.sum() == 5 and several == 1
 
 
 def test_cli_data_dir_counts_unlabeled_frames_and_sequences_without_file(tmp_path, cli_main, capsys):
