@@ -138,6 +138,12 @@ def multi_cfg():
     return load_config(resolve_experiment_config("hiptrack_cls_tiny"), opts=["MODEL.CLS_HEAD.MODE=multi"])
 
 
+def weighted_total(train, stats: dict) -> float:
+    """The total loss the config's weights make of the stats' parts."""
+    return (train.GIOU_WEIGHT * stats["Loss/giou"] + train.L1_WEIGHT * stats["Loss/l1"] + stats["Loss/location"]
+            + train.CLS_WEIGHT * stats["Loss/classification"])
+
+
 def multi_hot_batch(cfg, labels):
     """batch_for with a (B, N, K) multi-hot target: frame (b, n) flags class labels[b, n] and class 2; soft 0.4
     on class 6 of frame (0, 0); zeros where unlabeled."""
@@ -172,9 +178,7 @@ def test_actor_multi_label_loss_is_bce_of_labeled_frames(multi_cfg):
     assert stats["Accuracy"] == stats["cls_correct"] / 8
     torch.testing.assert_close(stats["cls_scores"], torch.sigmoid(logits[keep]))
     assert torch.equal(stats["cls_positives"], targets[keep] > 0)
-    expected_total = (multi_cfg.TRAIN.GIOU_WEIGHT * stats["Loss/giou"] + multi_cfg.TRAIN.L1_WEIGHT * stats["Loss/l1"]
-                      + stats["Loss/location"] + multi_cfg.TRAIN.CLS_WEIGHT * stats["Loss/classification"])
-    assert stats["Loss/total"] == pytest.approx(expected_total, rel=1e-5)
+    assert stats["Loss/total"] == pytest.approx(weighted_total(multi_cfg.TRAIN, stats), rel=1e-5)
     assert net.cls_head.classifier.weight.grad.abs().sum() > 0
 
 
