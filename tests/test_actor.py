@@ -130,3 +130,83 @@ def test_actor_asks_for_challenges_in_validation_too(cls_cfg):
     with torch.no_grad():
         outputs = HIPTrackActor(net, cls_cfg).forward(batch_for(cls_cfg, torch.zeros(2, 5, dtype=torch.long)), 1)
     assert all(out["cls_logits"].shape == (2, cls_cfg.MODEL.CLS_HEAD.NUM_CLASSES) for out in outputs)
+
+
+# ---------------------------------------------------------------------- multi-label mode
+@pytest.fixture
+def multi_cfg():
+    return load_config(resolve_experiment_config("hiptrack_cls_tiny"), opts=["MODEL.CLS_HEAD.MODE=multi"])
+
+
+def weighted_total(train, stats: dict) -> float:
+    """The total loss the config's weights make of the stats' parts."""
+    return (train.GIOU_WEIGHT * stats["Loss/giou"] + train.L1_WEIGHT * stats["Loss/l1"] + stats["Loss/location"]
+            + train.CLS_WEIGHT * stats["Loss/classification"])
+
+
+def multi_hot_batch(cfg, labels):
+    """batch_for with a (B, N, K) multi-hot target: frame (b, n) flags class labels[b, n] and class 2; soft 0.4
+    on class 6 of frame (0, 0); zeros where unlabeled."""
+    batch = batch_for(cfg, labels)
+    targets = torch.zeros(*labels.shape, 10)
+    keep = labels != -100
+    targets[keep] = torch.nn.functional.one_hot(labels[keep], 10).float()
+    targets[..., 2] = torch.where(keep, 1.0, 0.0)
+    targets[0, 0, 6] = 0.4
+    batch["search_cls_multi_hot"] = targets
+    return batch
+
+
+def test_actor_multi_label_loss_is_bce_of_labeled_frames(multi_cfg):
+    import torch.nn.functional as F
+    torch.manual_seed(0)
+    net = build_model(multi_cfg, training=True).train()
+    actor = HIPTrackActor(net, multi_cfg)
+    labels = torch.tensor([[0, 3, 9, -100, 5], [1, -100, 2, 2, 7]])
+    batch = multi_hot_batch(multi_cfg, labels)
+    outputs = actor.forward(batch, epoch=1)
+    loss, stats = actor.compute_losses(outputs, batch)
+    loss.backward()
+    logits = torch.cat([out["cls_logits"] for out in outputs]).detach()  # frame-major (N * B, K)
+    targets = batch["search_cls_multi_hot"].transpose(0, 1).reshape(-1, 10)
+    keep = labels.transpose(0, 1).reshape(-1) != -100
+    expected = F.binary_cross_entropy_with_logits(logits[keep], targets[keep])
+    assert stats["Loss/classification"] == pytest.approx(expected.item(), rel=1e-5)
+    assert stats["cls_labeled"] == 8 and "cls_confusion" not in stats
+    top1 = logits[keep].argmax(1)
+    assert stats["cls_correct"] == int((targets[keep].gather(1, top1[:, None]) > 0).sum())
+    assert stats["Accuracy"] == stats["cls_correct"] / 8
+    torch.testing.assert_close(stats["cls_scores"], torch.sigmoid(logits[keep]))
+    assert torch.equal(stats["cls_positives"], targets[keep] > 0)
+    assert stats["Loss/total"] == pytest.approx(weighted_total(multi_cfg.TRAIN, stats), rel=1e-5)
+    assert net.cls_head.classifier.weight.grad.abs().sum() > 0
+
+
+def test_actor_multi_label_without_labels_adds_exactly_zero(multi_cfg):
+    torch.manual_seed(0)
+    net = build_model(multi_cfg, training=True).train()
+    batch = multi_hot_batch(multi_cfg, torch.full((2, 5), -100))
+    loss, stats = HIPTrackActor(net, multi_cfg)(batch, epoch=1)
+    loss.backward()
+    assert stats["Loss/classification"] == 0.0 and "Accuracy" not in stats and stats["cls_scores"].shape == (0, 10)
+    assert net.cls_head.classifier.weight.grad.abs().sum() == 0
+
+
+def test_epoch_metrics_multi_label_by_hand():
+    from lib.train.metrics import EpochMetrics
+    metrics = EpochMetrics(3, multi_label=True)
+    # class 0 ranked + - +: AP (1 + 2/3) / 2; class 1 all negative: no AP; class 2 ranked + -: AP 1
+    batches = [(torch.tensor([[0.9, 0.2, 0.8], [0.6, 0.7, 0.1]]), torch.tensor([[1, 0, 1], [0, 0, 0]])),
+               (torch.tensor([[0.3, 0.1, 0.05]]), torch.tensor([[1, 0, 0]]))]
+    for scores, positives in batches:
+        metrics.update({"Loss/classification": 0.5, "cls_correct": 1, "cls_labeled": len(scores),
+                        "cls_scores": scores, "cls_positives": positives.bool()}, batch_size=1)
+    out = metrics.reduce(distributed=False, device=torch.device("cpu"))
+    assert out["AP/Occlusion"] == pytest.approx((1 + 2 / 3) / 2) and out["AP/Scale Variation"] == 1.0
+    assert "AP/Illumination Change" not in out
+    assert out["mAP"] == pytest.approx(((1 + 2 / 3) / 2 + 1) / 2)
+    # at 0.5: class 0 predicts frames 1, 2 (TP 1 of 2 positives) -> F1 2/4; class 2 TP 1 of 1 -> F1 1
+    assert out["MacroF1"] == pytest.approx((0.5 + 1.0) / 2)
+    assert out["Accuracy"] == pytest.approx(2 / 3) and out["labeled_frames"] == 3.0
+    assert "confusion" not in out and not any(k.startswith("Accuracy/") for k in out)
+    assert "Accuracy" in metrics.summary() and "mAP" not in metrics.summary()

@@ -16,8 +16,10 @@ from conftest import load_script
 from lib.challenges import CLASS_NAMES, CV_FLAGS, IGNORE_INDEX, NORMAL, VLM_PRIORITY
 from lib.dataset.challenge_labels import (
     ChallengeLabelStore,
+    SequenceLabels,
     label_from_record,
     multi_hot_from_record,
+    soft_targets_from_record,
     unlabeled,
     validate_record,
 )
@@ -362,10 +364,75 @@ def test_store_api(tmp_path):
     store.for_sequence("zzz", 4)
     assert store.stats == {"sequences": 2, "files_found": 1, "files_missing": 1, "files_unreadable": 0,
                            "malformed_lines": 1, "unmatched_records": 0, "duplicate_records": 0,
-                           "frames": 6, "labeled_frames": 1}
+                           "bad_conf_flags": 0, "frames": 6, "labeled_frames": 1}
     assert store.frames_from_records("a") == (1, None)
     with pytest.raises(ValueError):
         store.for_sequence("a", -1)
+
+
+def vlm_rec(frame_id: int, confs: dict[str, object], cv: tuple[str, ...] = ()) -> dict:
+    """A record whose VLM flags in ``confs`` are set with those conf values (``...`` = no conf key)."""
+    record = rec(frame_id, tuple(confs), cv, conf=0.0)
+    for key, conf in confs.items():
+        if conf is ...:
+            del record["vlm_response"][key]["conf"]
+        else:
+            record["vlm_response"][key]["conf"] = conf
+    return record
+
+
+def test_soft_targets_from_record_use_conf_for_vlm_flags_only():
+    row, bad = soft_targets_from_record(vlm_rec(1, {"occlusion": 0.8, "background_clutter": 0.25}, cv=("low_res",)))
+    expected = np.zeros(10, dtype=np.float32)
+    expected[[VLM_CLASS["occlusion"], VLM_CLASS["background_clutter"], CV_CLASS["low_res"]]] = [0.8, 0.25, 1.0]
+    np.testing.assert_array_equal(row, expected)
+    assert bad == []
+    # an unflagged VLM class ignores its conf; no flag at all is Normal
+    row, bad = soft_targets_from_record(rec(1, conf=0.9))
+    assert row.tolist() == [0.0] * 9 + [1.0] and bad == []
+    with pytest.raises(ValueError, match="malformed"):
+        soft_targets_from_record({"frame_id": 1})
+
+
+@pytest.mark.parametrize("conf", [..., None, "0.7", True, 1.5, -0.1, float("nan")],
+                         ids=["missing", "null", "string", "bool", "above_1", "negative", "nan"])
+def test_unusable_conf_of_a_flagged_class_is_one_and_reported(conf):
+    row, bad = soft_targets_from_record(vlm_rec(1, {"motion_blur": conf, "occlusion": 0.6}))
+    assert row[VLM_CLASS["motion_blur"]] == 1.0 and row[VLM_CLASS["occlusion"]] == pytest.approx(0.6)
+    assert bad == ["motion_blur"]
+
+
+def test_store_soft_targets_from_jsonl_with_known_conf_values(tmp_path, caplog):
+    path = write_seq(tmp_path, "s", [
+        vlm_rec(1, {"occlusion": 0.9}),
+        vlm_rec(2, {"illu_change": 0.3, "partial_visibility": 0.55}, cv=("scale_variation",)),
+        rec(3),                                                   # no flag: Normal
+        vlm_rec(4, {"variance_appear": "high"}),                  # bad conf, line 4
+        '{"frame_id": 5, "vlm_response": {}, "cv_response": {}}',  # malformed, skipped
+        vlm_rec(6, {"motion_blur": ..., "occlusion": 0.0}),       # missing conf (bad), a flag with conf 0
+    ])
+    hard_store = ChallengeLabelStore(tmp_path)
+    hard = hard_store.for_sequence("s", 7)
+    with caplog.at_level(logging.WARNING, logger="lib.dataset.challenge_labels"):
+        store = ChallengeLabelStore(tmp_path, soft_targets=True)
+        soft = store.for_sequence("s", 7)
+        store.for_sequence("s", 8)  # another length of the same file: logged once
+    expected = np.zeros((7, 10), dtype=np.float32)
+    expected[0, VLM_CLASS["occlusion"]] = 0.9
+    expected[1, [VLM_CLASS["illu_change"], VLM_CLASS["partial_visibility"], CV_CLASS["scale_variation"]]] = [
+        0.3, 0.55, 1.0]
+    expected[2, NORMAL] = 1.0
+    expected[3, VLM_CLASS["variance_appear"]] = 1.0
+    expected[5, VLM_CLASS["motion_blur"]] = 1.0  # occlusion flagged with conf 0.0 keeps target 0
+    np.testing.assert_allclose(soft.multi_hot.numpy(), expected, rtol=0, atol=1e-7)
+    assert torch.equal(soft.labels, hard.labels)  # the single-label targets do not change
+    assert torch.equal(hard.multi_hot, (hard.multi_hot > 0).float()) and hard.multi_hot[0].sum() == 1
+    assert soft.bad_conf == [(str(path), 4, "variance_appear"), (str(path), 6, "motion_blur")]
+    assert store.stats["bad_conf_flags"] == 2 and store.stats["malformed_lines"] == 1
+    assert hard_store.stats["bad_conf_flags"] == 0  # conf is read only for soft targets
+    conf_warnings = [r.getMessage() for r in caplog.records if "conf" in r.getMessage()]
+    assert conf_warnings == [f"{path}:4: vlm_response.variance_appear.conf is missing, not a number or outside "
+                             "[0, 1]: soft target 1.0 used (2 such flags in this file)"]
 
 
 def test_cache_is_bounded_and_problems_are_logged_once(tmp_path, caplog):
@@ -440,6 +507,53 @@ def test_cli_reports_distribution(tmp_path, cli_main, capsys):
     assert "Frames without labels: 1 (16.7%)" in out  # frame 4 of 1-Ship has no record
     assert "Malformed lines: 0" in out and "Unmatched records: 0" in out and "Duplicate records: 0" in out
     assert out.isascii()
+
+
+def _cooccurrence_table(out: str) -> tuple[list[list[int]], str]:
+    """The co-occurrence rows (class id order) and the 2+ flags line of the CLI's output."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Challenge co-occurrence"))
+    assert lines[start + 1].split() == ["class"] + [str(c) for c in range(10)]
+    rows = []
+    for cid, line in enumerate(lines[start + 2:start + 12]):
+        label = f"{CLASS_NAMES[cid]} ({cid})"
+        assert line.strip().startswith(label)
+        rows.append([int(v) for v in line.strip()[len(label):].split()])
+    return rows, lines[start + 12]
+
+
+def test_cli_prints_challenge_cooccurrence_with_known_counts(tmp_path, cli_main, capsys):
+    ann = tmp_path / "ann"
+    write_seq(ann, "1-Ship", [rec(1, vlm=("occlusion",), cv=("low_res",)),
+                              rec(2, vlm=("occlusion", "motion_blur"), cv=("scale_variation",)),
+                              rec(3), rec(4, cv=("low_res",)), rec(5, vlm=("occlusion",)),
+                              "not json"])
+    write_seq(ann, "2-Boat", [rec(1, vlm=("occlusion",), cv=("low_res",), seq="2-Boat"), rec(3, seq="2-Boat")])
+    code, out, _ = call(cli_main, capsys, "--cls_ann_dir", str(ann))
+    assert code == 0
+    occ, blur, scale, low_res = VLM_CLASS["occlusion"], VLM_CLASS["motion_blur"], CV_CLASS["scale_variation"], \
+        CV_CLASS["low_res"]
+    expected = np.zeros((10, 10), dtype=int)
+    for a, b, n in ((occ, occ, 4), (low_res, low_res, 3), (occ, low_res, 2), (occ, blur, 1), (occ, scale, 1),
+                    (blur, blur, 1), (scale, scale, 1), (blur, scale, 1), (NORMAL, NORMAL, 2)):
+        expected[a, b] = expected[b, a] = n
+    rows, several = _cooccurrence_table(out)
+    np.testing.assert_array_equal(np.array(rows), expected)
+    # 7 labeled frames (2-Boat frame 2 has no record: unlabeled, left out); 2+ flags: 1-Ship 1, 2 and 2-Boat 1
+    assert several == "Frames with 2+ flags: 3 of 7 labeled (42.9%)"
+    assert _distribution(out)["Occlusion"] == (4, "57.1%")  # the distribution table still parses
+
+
+def test_cooccurrence_skips_unlabeled_frames():
+    cli = load_script(CLI)
+    labels = torch.tensor([0, IGNORE_INDEX, 2])
+    multi_hot = torch.zeros(3, 10)
+    multi_hot[0, [0, 6]] = 1
+    multi_hot[1, [0, 1]] = 1  # an unlabeled frame's flags (never produced by the store) must not count
+    multi_hot[2, 2] = 1
+    counts, several = cli.cooccurrence([SequenceLabels(labels, multi_hot, found=True)])
+    assert counts[0, 6] == counts[6, 0] == 1 and counts[0, 1] == 0 and counts.diagonal()[[0, 2, 6]].tolist() == [1] * 3
+    assert counts.sum() == 5 and several == 1
 
 
 def test_cli_data_dir_counts_unlabeled_frames_and_sequences_without_file(tmp_path, cli_main, capsys):

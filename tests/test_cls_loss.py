@@ -11,10 +11,12 @@ import torch.nn.functional as F
 from lib.challenges import CLASS_NAMES, IGNORE_INDEX
 from lib.utils.cls_loss import (
     ChallengeLoss,
+    MultiLabelChallengeLoss,
     build_cls_loss,
     classification_accuracy,
     confusion_matrix,
     per_class_counts,
+    top1_in_targets,
 )
 
 K = 10
@@ -281,3 +283,123 @@ def test_focal_saturated_frame_has_finite_grads():
     loss = ChallengeLoss("FOCAL", num_classes=3, focal_gamma=0.5)(logits, torch.tensor([0, 2]))
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
+
+
+# ---------------------------------------------------------------------- multi-label (MODE: multi)
+POS_WEIGHT = [1.0, 2.0, 0.5, 3.0, 1.0, 1.0, 4.0, 1.0, 0.25, 1.0]
+
+
+@pytest.fixture
+def multi_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(6, K) float64 logits, soft / multi-hot targets and labels with two unlabeled frames."""
+    gen = torch.Generator().manual_seed(1)
+    logits = torch.randn(6, K, generator=gen, dtype=torch.float64) * 2
+    targets = torch.zeros(6, K, dtype=torch.float64)
+    targets[0, [0, 2]] = 1.0
+    targets[1, 9] = 1.0
+    targets[3, [3, 6]] = torch.tensor([0.7, 1.0], dtype=torch.float64)  # a soft VLM target and a CV flag
+    targets[4, 1] = 0.4
+    targets[5, 9] = 1.0
+    labels = torch.tensor([0, 9, IGNORE_INDEX, 3, 1, IGNORE_INDEX])
+    return logits, targets, labels
+
+
+@pytest.mark.parametrize("pos_weight", [None, POS_WEIGHT], ids=["plain", "pos_weight"])
+def test_multilabel_loss_matches_torch_bce_on_labeled_rows(multi_batch, pos_weight):
+    logits, targets, labels = multi_batch
+    keep = labels != IGNORE_INDEX
+    weight = None if pos_weight is None else torch.tensor(pos_weight, dtype=torch.float64)
+    expected = F.binary_cross_entropy_with_logits(logits[keep], targets[keep], pos_weight=weight)
+    loss = MultiLabelChallengeLoss(pos_weight=pos_weight)(logits, targets, labels)
+    torch.testing.assert_close(loss, expected)
+
+
+def test_multilabel_loss_by_hand_with_pos_weight():
+    # one labeled frame, two classes: -[w t log s(x) + (1 - t) log(1 - s(x))] averaged over the 2 entries
+    logits = torch.tensor([[0.5, -1.0], [3.0, 3.0]], dtype=torch.float64)
+    targets = torch.tensor([[1.0, 0.3], [0.0, 0.0]], dtype=torch.float64)
+    s = torch.sigmoid(logits[0])
+    by_hand = (-(2.0 * math.log(s[0])) - (3.0 * 0.3 * math.log(s[1]) + 0.7 * math.log(1 - s[1]))) / 2
+    loss = MultiLabelChallengeLoss(num_classes=2, pos_weight=[2.0, 3.0])(logits, targets, torch.tensor([1, -100]))
+    assert loss.item() == pytest.approx(by_hand, rel=1e-12)
+
+
+@pytest.mark.parametrize("pos_weight", [None, POS_WEIGHT], ids=["plain", "pos_weight"])
+@pytest.mark.parametrize("n", [0, 5], ids=["empty", "all_ignored"])
+def test_multilabel_no_labels_gives_exact_zero_and_zero_grads(pos_weight, n):
+    logits = torch.randn(n, K, requires_grad=True)
+    targets = torch.rand(n, K)
+    loss = MultiLabelChallengeLoss(pos_weight=pos_weight)(logits, targets, torch.full((n,), IGNORE_INDEX))
+    assert loss.item() == 0.0 and loss.requires_grad and loss.dim() == 0
+    loss.backward()
+    assert torch.equal(logits.grad, torch.zeros_like(logits))
+
+
+def test_multilabel_grads_only_on_labeled_rows(multi_batch):
+    logits, targets, labels = multi_batch
+    logits = logits.clone().requires_grad_()
+    MultiLabelChallengeLoss()(logits, targets, labels).backward()
+    ignored = labels == IGNORE_INDEX
+    assert torch.equal(logits.grad[ignored], torch.zeros_like(logits.grad[ignored]))
+    assert (logits.grad[~ignored].abs().sum(1) > 0).all()
+
+
+def test_multilabel_bf16_logits_under_autocast(multi_batch):
+    _, targets, labels = multi_batch
+    head = torch.nn.Linear(8, K)
+    features = torch.randn(len(labels), 8)
+    loss_fn = MultiLabelChallengeLoss(pos_weight=POS_WEIGHT)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = head(features)
+        loss = loss_fn(logits, targets.float(), labels)
+    assert logits.dtype == torch.bfloat16 and loss.dtype == torch.float32
+    torch.testing.assert_close(loss, loss_fn(logits.detach().float(), targets.float(), labels))
+    loss.backward()
+    assert torch.isfinite(head.weight.grad).all() and head.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"pos_weight": [1.0] * 9}, r"TRAIN\.CLS_POS_WEIGHT must have 10 entries"),
+    ({"pos_weight": [1.0] * 9 + [0.0]}, r"TRAIN\.CLS_POS_WEIGHT entries must be finite and > 0"),
+    ({"pos_weight": [1.0] * 9 + [float("inf")]}, r"TRAIN\.CLS_POS_WEIGHT entries must be finite and > 0"),
+])
+def test_multilabel_constructor_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MultiLabelChallengeLoss(**kwargs)
+
+
+def test_multilabel_input_validation(multi_batch):
+    logits, targets, labels = multi_batch
+    loss_fn = MultiLabelChallengeLoss()
+    with pytest.raises(ValueError, match="targets must have the shape of logits"):
+        loss_fn(logits, targets[:, :3], labels)
+    with pytest.raises(ValueError, match=r"targets must be in \[0, 1\]"):
+        loss_fn(logits, targets * 2, labels)
+    with pytest.raises(TypeError, match="float tensor"):
+        loss_fn(logits, targets.long(), labels)
+    with pytest.raises(ValueError, match=r"labels must have shape \(N,\)"):
+        loss_fn(logits, targets, labels[:3])
+
+
+def _multi_cfg(loss_type: str = "CE", pos_weight: list[float] | None = None) -> types.SimpleNamespace:
+    cfg = _cfg(loss_type, [])
+    cfg.TRAIN.CLS_POS_WEIGHT = pos_weight or []
+    cfg.MODEL.CLS_HEAD.MODE = "multi"
+    return cfg
+
+
+def test_build_cls_loss_multi_mode():
+    loss_fn = build_cls_loss(_multi_cfg())
+    assert isinstance(loss_fn, MultiLabelChallengeLoss) and loss_fn.num_classes == 4 and loss_fn.pos_weight is None
+    weighted = build_cls_loss(_multi_cfg(pos_weight=[1.0, 2.0, 0.5, 1.0]))
+    assert weighted.pos_weight.tolist() == [1.0, 2.0, 0.5, 1.0]
+    with pytest.raises(ValueError, match=r"MODEL\.CLS_HEAD\.MODE: multi.*TRAIN\.CLS_LOSS_TYPE must be CE"):
+        build_cls_loss(_multi_cfg("FOCAL"))
+
+
+def test_top1_in_targets_counts_labeled_frames_whose_top_class_is_flagged():
+    logits = torch.tensor([[3.0, 1.0, 0.0], [0.0, 2.0, 1.0], [0.0, 0.0, 5.0], [9.0, 0.0, 0.0]])
+    targets = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.0, 0.0, 0.6], [1.0, 0.0, 0.0]])
+    # frame 0: top 0 flagged; frame 1: top 1 not flagged; frame 2: top 2 soft 0.6 counts; frame 3 unlabeled
+    assert top1_in_targets(logits, targets, torch.tensor([0, 0, 2, IGNORE_INDEX])) == (2, 3)
+    assert top1_in_targets(logits, targets, torch.full((4,), IGNORE_INDEX)) == (0, 0)

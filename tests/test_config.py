@@ -280,6 +280,45 @@ def test_valid_variants_pass() -> None:
                       "TEST.WARMUP_FRAMES=0", "TEST.WARMUP_WRITE_FRAMES=[]", "TEST.PRECISION=bf16"])
 
 
+MULTI = ["MODEL.CLS_HEAD.ENABLED=True", "MODEL.CLS_HEAD.MODE=multi"]
+
+
+@pytest.mark.parametrize(
+    ("opts", "fragments"),
+    [
+        (MULTI + ["TRAIN.CLS_LOSS_TYPE=FOCAL"],
+         ["TRAIN.CLS_LOSS_TYPE: FOCAL is a single-label loss", "MODEL.CLS_HEAD.MODE: multi"]),
+        (MULTI + ["TRAIN.CLS_LOSS_TYPE=LABEL_SMOOTH"], ["TRAIN.CLS_LOSS_TYPE: LABEL_SMOOTH", "MODEL.CLS_HEAD.MODE"]),
+        (MULTI + [f"TRAIN.CLS_CLASS_WEIGHTS=[{', '.join(['1.0'] * 10)}]"],
+         ["TRAIN.CLS_CLASS_WEIGHTS", "MODEL.CLS_HEAD.MODE: multi", "TRAIN.CLS_POS_WEIGHT"]),
+        (MULTI + ["TRAIN.CLS_POS_WEIGHT=[1.0, 2.0]"], ["TRAIN.CLS_POS_WEIGHT has 2 entries",
+                                                       "MODEL.CLS_HEAD.NUM_CLASSES is 10"]),
+        (MULTI + [f"TRAIN.CLS_POS_WEIGHT=[{', '.join(['1.0'] * 9)}, 0.0]"],
+         ["TRAIN.CLS_POS_WEIGHT entries must be finite and > 0"]),
+        (MULTI + [f"TRAIN.CLS_POS_WEIGHT=[{', '.join(['1.0'] * 9)}, -2.0]"],
+         ["TRAIN.CLS_POS_WEIGHT entries must be finite and > 0"]),
+        ([f"TRAIN.CLS_POS_WEIGHT=[{', '.join(['1.0'] * 10)}]"],
+         ["TRAIN.CLS_POS_WEIGHT needs MODEL.CLS_HEAD.MODE: multi"]),
+        (["TRAIN.CLS_SOFT_TARGETS=True"], ["TRAIN.CLS_SOFT_TARGETS needs MODEL.CLS_HEAD.MODE: multi"]),
+    ],
+)
+def test_multi_label_mode_checks_name_the_keys(opts: list[str], fragments: list[str]) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(opts=opts)
+    for fragment in fragments:
+        assert fragment in str(info.value)
+
+
+def test_multi_label_mode_valid_variants_pass() -> None:
+    weights = f"[{', '.join(['2.5'] * 10)}]"
+    cfg = load_config(opts=MULTI + [f"TRAIN.CLS_POS_WEIGHT={weights}", "TRAIN.CLS_SOFT_TARGETS=True"])
+    assert cfg.TRAIN.CLS_POS_WEIGHT == [2.5] * 10 and cfg.TRAIN.CLS_SOFT_TARGETS is True
+    # two-stage training is independent of the label mode
+    load_config(opts=MULTI + ["TRAIN.TWO_STAGE=True", "TRAIN.STAGE1_EPOCHS=2", "TRAIN.STAGE2_EPOCHS=3",
+                              "TRAIN.EPOCH=5"])
+    assert load_config().TRAIN.CLS_POS_WEIGHT == [] and load_config().TRAIN.CLS_SOFT_TARGETS is False
+
+
 # -- node behaviour -----------------------------------------------------------------------
 def test_frozen_config_refuses_assignment() -> None:
     cfg = load_config()

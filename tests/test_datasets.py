@@ -418,3 +418,24 @@ def test_registry_labels_from_folder_or_unlabeled(all_roots, tmp_path):
     assert info.cls_label.tolist() == [IGNORE_INDEX, 6, IGNORE_INDEX, IGNORE_INDEX]  # 6 = Low Resolution
     assert info.cls_multi_hot[1, 6] == 1 and info.meta["cls_labels_found"] is True
     assert (build_dataset("MVTD_train", paths, cls_ann_dir="").sequence_info(0).cls_label == IGNORE_INDEX).all()
+
+
+def test_registry_soft_targets_fill_cls_multi_hot_with_conf(all_roots, tmp_path):
+    ann_dir = tmp_path / "labels"
+    (ann_dir / "1-Ship").mkdir(parents=True)
+    vlm = {k: {"flag": 0, "conf": 0.1} for k in ("occlusion", "motion_blur", "illu_change", "partial_visibility",
+                                                 "variance_appear", "background_clutter")}
+    vlm["occlusion"] = {"flag": 1, "conf": 0.65}
+    record = {"sequence_name": "1-Ship", "frame_file": "00000002.jpg", "vlm_response": vlm,
+              "cv_response": {"scale_variation": 0, "low_res": 1, "low_contrast": 0}}
+    (ann_dir / "1-Ship" / "1-Ship.jsonl").write_text(json.dumps(record) + "\n")
+    paths = DatasetPaths.from_env()
+    [hard] = build_datasets(["MVTD_train"], paths, cls_ann_dir=ann_dir)
+    soft_train, soft_test = build_datasets(["MVTD_train", "MVTD_test"], paths, cls_ann_dir=ann_dir,
+                                           soft_targets=True)
+    assert soft_train.labels is soft_test.labels and soft_train.labels is not hard.labels  # one store per kind
+    assert soft_train.labels.soft_targets and not hard.labels.soft_targets
+    soft_row, hard_row = soft_train.sequence_info(0).cls_multi_hot[1], hard.sequence_info(0).cls_multi_hot[1]
+    assert soft_row.tolist() == pytest.approx([0.65, 0, 0, 0, 0, 0, 1.0, 0, 0, 0])  # occlusion conf, low_res 1
+    assert hard_row.tolist() == [1.0, 0, 0, 0, 0, 0, 1.0, 0, 0, 0]
+    assert torch.equal(soft_train.sequence_info(0).cls_label, hard.sequence_info(0).cls_label)

@@ -54,3 +54,11 @@ def test_bad_inputs_are_refused() -> None:
         per_class_ap(np.zeros((3, 2)), np.zeros((2, 3)))
     with pytest.raises(ValueError, match="0 or 1"):
         macro_f1(np.zeros((2, 2)), np.full((2, 2), 0.5), np.full(2, 0.5))
+
+
+def test_analysis_reexports_the_training_metrics() -> None:
+    # one implementation: training (lib.utils) and the analysis (lib.test) must report the same numbers
+    import lib.test.analysis.multilabel as analysis
+    import lib.utils.multilabel_metrics as shared
+    for name in analysis.__all__:
+        assert getattr(analysis, name) is getattr(shared, name)

@@ -103,6 +103,28 @@ def test_run_in_process_with_default_checkpoint_then_resume(cli, data_dir, cls_c
     assert {p: p.stat().st_mtime_ns for p in directory.rglob("*.txt")} == stamps
 
 
+def test_save_cls_writes_sigmoids_in_multi_label_mode(cli, data_dir, cls_checkpoint, tmp_path, capsys):
+    """One checkpoint, both label modes: the same logits, read through a softmax or independent sigmoids."""
+    probs = {}
+    for mode in ("single", "multi"):
+        save_dir = tmp_path / mode
+        argv = ["hiptrack_cls", "hiptrack_cls_tiny", "--dataset", "synthetic_test", "--save_dir", str(save_dir),
+                "--checkpoint", str(cls_checkpoint), "--dataset_dir", f"synthetic={data_dir}", "--save_cls",
+                "--device", "cpu", "--sequence", "2-Boat", "--opts", f"MODEL.CLS_HEAD.MODE={mode}"]
+        assert cli.main(argv) == 0
+        ids, probs[mode] = read_challenges(sequence_files(out_dir(save_dir), "2-Boat", "got10k").challenges)
+        assert ids.shape == (FRAMES,) and ids[0] == -1 and np.isnan(probs[mode][0]).all()
+        np.testing.assert_array_equal(ids[1:], probs[mode][1:].argmax(axis=1))  # every class's probability written
+    capsys.readouterr()
+    sigmoids = probs["multi"][1:]
+    assert sigmoids.shape == (FRAMES - 1, 10) and ((sigmoids > 0) & (sigmoids < 1)).all()
+    assert np.abs(sigmoids.sum(axis=1) - 1).max() > 0.1  # independent per class: rows need not sum to 1
+    # the logits behind the sigmoids, through a softmax, are the single-label mode's probabilities
+    logits = np.log(sigmoids) - np.log1p(-sigmoids)
+    softmax = np.exp(logits - logits.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(softmax / softmax.sum(axis=1, keepdims=True), probs["single"][1:], atol=1e-3)
+
+
 def test_worker_processes(cli, data_dir, cls_checkpoint, tmp_path, capsys):
     save_dir = tmp_path / "output"
     argv = ["hiptrack_cls", "hiptrack_cls_tiny", "--dataset", "synthetic_test", "--save_dir", str(save_dir),

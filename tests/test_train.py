@@ -3,8 +3,9 @@
 Every run uses the tiny HIPTrack-CLS config shrunk further with --opts (two search frames, a
 couple of steps per epoch), so a run takes a second or two on a CPU. Covered: artefacts
 (checkpoints, config.yaml, log, TensorBoard tags), exact resume, two-stage training and
-FREEZE_CLS_EPOCH, NaN handling, two-process DDP with gloo through torchrun, input errors, and
-metrics.jsonl (same numbers as the log and TensorBoard, resume, counts and nulls).
+FREEZE_CLS_EPOCH, NaN handling, two-process DDP with gloo through torchrun, input errors,
+metrics.jsonl (same numbers as the log and TensorBoard, resume, counts and nulls) and the
+multi-label mode (soft targets, mAP / macro-F1).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import pytest
 import torch
 
 from conftest import load_script
+from lib.challenges import IGNORE_INDEX
 from lib.synthetic import generate_dataset
 from lib.utils.records import append_jsonl
 from lib.utils.runs import read_metrics
@@ -381,3 +383,98 @@ def test_metrics_record_counts_skipped_steps_and_redraws_and_writes_nan_as_null(
     assert record["train"]["IoU"] is None and math.isfinite(record["train"]["Loss/total"])
     assert '"IoU": null' in (run_dir(tmp_path) / "metrics.jsonl").read_text()
     assert "IoU" not in summary_values(tmp_path, "train", 1) and "val" not in record  # --no_val
+
+
+# ---------------------------------------------------------------------- h. multi-label mode
+MULTI_TAGS = ("Loss/classification", "Accuracy", "mAP", "MacroF1")
+SOFT_CONF = 0.5
+
+
+def soft_label_copy(data_dir: Path, out: Path) -> Path:
+    """The synthetic labels with occlusion flagged at conf SOFT_CONF in every record (a known soft target)."""
+    for path in (data_dir / "synthetic" / "cls_annotations").rglob("*.jsonl"):
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        for record in records:
+            record["vlm_response"]["occlusion"] = {"flag": 1, "conf": SOFT_CONF}
+        target = out / path.parent.name / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return out
+
+
+def test_multi_label_two_stage_training_with_soft_targets_logs_map_and_macro_f1(train_cli, data_dir, tmp_path,
+                                                                                 monkeypatch):
+    from lib.train.actors.hiptrack_cls import HIPTrackActor
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    compute_losses = HIPTrackActor.compute_losses
+
+    def recording(self, outputs, batch):
+        seen.append((batch["search_cls_label"].clone(), batch["search_cls_multi_hot"].clone()))
+        return compute_losses(self, outputs, batch)
+
+    monkeypatch.setattr(HIPTrackActor, "compute_losses", recording)
+    labels = soft_label_copy(data_dir, tmp_path / "soft_labels")
+    pos_weight = "[" + ", ".join(["2.0"] * 10) + "]"
+    opts = ("MODEL.CLS_HEAD.MODE=multi", "TRAIN.CLS_SOFT_TARGETS=True", f"TRAIN.CLS_POS_WEIGHT={pos_weight}",
+            "TRAIN.TWO_STAGE=True", "TRAIN.STAGE1_EPOCHS=1", "TRAIN.STAGE2_EPOCHS=1", "TRAIN.EPOCH=2",
+            f"DATA.TRAIN.CLS_ANN_DIR={labels}", f"DATA.VAL.CLS_ANN_DIR={labels}")
+    save_dir = tmp_path / "out"
+    assert train_cli.main(cli_args(data_dir, save_dir, *opts, val=True)) == 0
+
+    # the soft targets reached the actor: occlusion at its conf on every labeled frame, other classes 0 / 1
+    assert seen
+    for frame_labels, targets in seen:
+        labeled = targets[frame_labels != IGNORE_INDEX]
+        assert len(labeled) and (labeled[:, 0] == SOFT_CONF).all()
+        assert set(labeled[:, 1:].unique().tolist()) <= {0.0, 1.0}
+    assert [checkpoint(save_dir, e)["stage"] for e in (1, 2)] == [1, 2]
+
+    records = metrics(save_dir)
+    tb_dir = save_dir / "tensorboard" / "train" / "hiptrack" / CONFIG
+    for split in ("train", "val"):
+        events = tensorboard_events(tb_dir / split)
+        board = {(tag, e.step): e.value for tag in events.Tags()["scalars"] for e in events.Scalars(tag)}
+        for r in records:
+            stats = r[split]
+            for key in MULTI_TAGS:
+                assert math.isfinite(stats[key]) and board[(key, r["epoch"])] == pytest.approx(stats[key], rel=1e-6)
+            assert 0 <= stats["mAP"] <= 1 and 0 <= stats["MacroF1"] <= 1
+            assert stats["AP/Occlusion"] == 1.0  # a positive in every frame: every ranking is perfect
+            assert "confusion" not in stats and not any(k.startswith("Accuracy/") for k in stats)
+            assert {k for k in stats if k.startswith("AP/")} <= {k for k, _ in board}
+            logged = summary_values(save_dir, split, r["epoch"])
+            assert logged["mAP"] == f"{stats['mAP']:.4f}" and logged["MacroF1"] == f"{stats['MacroF1']:.4f}"
+        assert "ConfusionMatrix" not in events.Tags()["images"]
+
+
+def _multi_label_rank(rank: int, init_file: str, rows: list, out_file: str) -> None:
+    """One gloo rank of test_multi_label_epoch_metrics_gather_every_rank: reduce this rank's rows."""
+    import torch.distributed as dist
+    from lib.train.metrics import EpochMetrics
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        metrics = EpochMetrics(3, multi_label=True)
+        scores, positives = rows[rank]
+        metrics.update({"cls_correct": 1, "cls_labeled": len(scores), "cls_scores": torch.tensor(scores),
+                        "cls_positives": torch.tensor(positives).bool()}, batch_size=1)
+        out = metrics.reduce(distributed=True, device=torch.device("cpu"))
+        if rank == 0:
+            Path(out_file).write_text(json.dumps(out))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_multi_label_epoch_metrics_gather_every_rank(tmp_path):
+    """Two gloo ranks with different frame counts give the numbers of one process holding every frame."""
+    from lib.train.metrics import EpochMetrics
+    rows = [([[0.9, 0.2, 0.8], [0.6, 0.7, 0.1]], [[1, 0, 1], [0, 1, 0]]),
+            ([[0.3, 0.1, 0.05]], [[1, 0, 0]])]
+    out_file = tmp_path / "rank0.json"
+    torch.multiprocessing.spawn(_multi_label_rank, args=(str(tmp_path / "init"), rows, str(out_file)), nprocs=2)
+    single = EpochMetrics(3, multi_label=True)
+    single.update({"cls_correct": 2, "cls_labeled": 3,
+                   "cls_scores": torch.tensor(rows[0][0] + rows[1][0]),
+                   "cls_positives": torch.tensor(rows[0][1] + rows[1][1]).bool()}, batch_size=2)
+    expected = single.reduce(distributed=False, device=torch.device("cpu"))
+    assert json.loads(out_file.read_text()) == pytest.approx(expected)
+    assert expected["mAP"] == pytest.approx(((1 + 2 / 3) / 2 + 1 + 1) / 3)

@@ -8,6 +8,11 @@ Without ``--split_dir`` the sequences are the label files, with as many frames a
 GOT-10k layout: ``list.txt`` or one sub-folder of ``*.jpg`` / ``*.png`` frames per sequence) the
 sequences, their frame counts and frame files come from the images.
 
+Besides the class distribution it prints how often challenges co-occur: a K x K table of labeled
+frames in which both flags are set (the diagonal counts the frames with that flag; Normal is the
+frames without any) and the share of labeled frames with two or more flags, which is what the
+multi-label mode (``MODEL.CLS_HEAD.MODE: multi``) learns beyond the single-label rule.
+
 Exit code: 0 if at least one sequence has a labeled frame, 1 if nothing could be loaded,
 2 for bad arguments (e.g. a missing folder).
 """
@@ -16,9 +21,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
-from lib.challenges import CLASS_NAMES, DEFAULT_LABEL_SEED
+import torch
+
+from lib.challenges import CLASS_NAMES, DEFAULT_LABEL_SEED, IGNORE_INDEX
 from lib.dataset.challenge_labels import ChallengeLabelStore, SequenceLabels
 from lib.utils.cli import parse_with_renamed_flags, renamed_flags_epilog
 
@@ -57,6 +65,28 @@ def _class_counts(result: SequenceLabels) -> list[int]:
     return labels.bincount(minlength=len(CLASS_NAMES)).tolist()
 
 
+def cooccurrence(results: Iterable[SequenceLabels]) -> tuple[torch.Tensor, int]:
+    """(K, K) long counts of labeled frames with both flags set (diagonal: frames with that flag) and the
+    number of labeled frames with two or more flags, over the sequences' multi-hot labels."""
+    counts = torch.zeros(len(CLASS_NAMES), len(CLASS_NAMES), dtype=torch.long)
+    several = 0
+    for r in results:
+        flags = (r.multi_hot[r.labels != IGNORE_INDEX] > 0).long()  # (labeled frames, K)
+        counts += flags.T @ flags
+        several += int((flags.sum(dim=1) >= 2).sum())
+    return counts, several
+
+
+def print_cooccurrence(counts: torch.Tensor, several: int, labeled: int) -> None:
+    """The co-occurrence table, rows named ``<class> (<id>)``, columns by class id."""
+    width = max(6, len(str(int(counts.max()))) + 2)  # room for the largest count
+    print("Challenge co-occurrence (labeled frames with both flags set; diagonal = frames with that flag):")
+    print(f"  {'class':<28}" + "".join(f"{cid:>{width}}" for cid in range(len(CLASS_NAMES))))
+    for cid, name in enumerate(CLASS_NAMES):
+        print(f"  {f'{name} ({cid})':<28}" + "".join(f"{n:>{width}}" for n in counts[cid].tolist()))
+    print(f"Frames with 2+ flags: {several} of {labeled} labeled ({_pct(several, labeled)})")
+
+
 def _names(names: list[str], cap: int) -> str:
     shown = ", ".join(names[:cap])
     return shown + (f", ... and {len(names) - cap} more" if len(names) > cap else "")
@@ -69,7 +99,8 @@ def _pct(part: int, whole: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Summarise per-frame challenge labels (<cls_ann_dir>/<seq>/<seq>.jsonl): class "
-                    "distribution, unlabeled frames, malformed lines, unmatched and duplicate records.",
+                    "distribution, challenge co-occurrence, unlabeled frames, malformed lines, unmatched and duplicate "
+                    "records.",
         epilog=renamed_flags_epilog(RENAMED_FLAGS))
     parser.add_argument("--cls_ann_dir", required=True, type=Path, help="folder of <seq>/<seq>.jsonl label files")
     parser.add_argument("--split_dir", type=Path, default=None,
@@ -131,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {'id':>2}  {'class':<24} {'label':>8} {'% labeled':>10} {'flag set':>9}")
     for cid, name in enumerate(CLASS_NAMES):
         print(f"  {cid:>2}  {name:<24} {counts[cid]:>8} {_pct(counts[cid], labeled):>10} {flagged[cid]:>9}")
+    print()
+    print_cooccurrence(*cooccurrence(results.values()), labeled)
     print()
     print(f"Frames without labels: {total_frames - labeled} ({_pct(total_frames - labeled, total_frames)})")
 

@@ -21,7 +21,8 @@ class SequenceInfo:
     valid: torch.Tensor                # (N,) bool: box has positive width and height
     visible: torch.Tensor              # (N,) bool: target present and not fully covered
     cls_label: torch.Tensor            # (N,) long challenge class 0..9, IGNORE_INDEX if unlabeled
-    cls_multi_hot: torch.Tensor        # (N, NUM_CLASSES) float: every challenge flag of the frame (Normal if none)
+    cls_multi_hot: torch.Tensor        # (N, NUM_CLASSES) float: every challenge flag of the frame (Normal if none);
+                                       # soft targets (VLM conf) when the label store has soft_targets
     meta: dict = field(default_factory=dict)  # e.g. GOT-10k meta_info.ini entries
 
     def __len__(self) -> int:

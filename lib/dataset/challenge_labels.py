@@ -12,6 +12,11 @@ Each line of a sequence file is one JSON object describing one frame::
 The single-label and multi-label targets follow the one rule of :mod:`lib.challenges`
 (:func:`~lib.challenges.primary_label`, :func:`~lib.challenges.flagged_classes`).
 
+Soft targets (a store made with ``soft_targets=True``, from ``TRAIN.CLS_SOFT_TARGETS``) replace the
+multi-hot vector: a flagged VLM class gets its ``conf``, CV flags stay 1, Normal is 1 when no flag is
+set, everything else 0. A flagged VLM class whose ``conf`` is missing, not a number or outside
+[0, 1] gets 1.0 and is counted (``bad_conf`` / ``stats["bad_conf_flags"]``, one warning per file).
+
 Frames without a record, and every frame of a sequence without a (readable) file, get
 :data:`~lib.challenges.IGNORE_INDEX` (-100): never a silent Normal. Malformed lines are
 skipped, counted and reported with file and 1-based line number; the good lines still load.
@@ -29,8 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from lib.challenges import (CV_FLAGS, DEFAULT_LABEL_SEED, IGNORE_INDEX, NUM_CLASSES, VLM_PRIORITY, flagged_classes,
-                            primary_label)
+from lib.challenges import (CV_FLAGS, DEFAULT_LABEL_SEED, IGNORE_INDEX, NORMAL, NUM_CLASSES, VLM_PRIORITY,
+                            flagged_classes, primary_label)
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +58,8 @@ def validate_record(record: Any) -> str | None:
     A record needs a positive integer ``frame_id`` or a non-empty ``frame_file`` string, a
     ``cv_response`` object with every key of :data:`CV_FLAGS` and a ``vlm_response`` object with
     every key of :data:`VLM_PRIORITY` as ``{"flag": ..., "conf": ...}``. Flags must be 0, 1 or a
-    boolean (``1.0`` or ``"1"`` are refused); ``conf`` is not checked. Missing sections or flags
-    are malformed, never read as 0.
+    boolean (``1.0`` or ``"1"`` are refused); ``conf`` is not checked here (only soft targets read it,
+    see :func:`conf_target`). Missing sections or flags are malformed, never read as 0.
     """
     if not isinstance(record, dict):
         return f"not a JSON object ({type(record).__name__})"
@@ -141,13 +146,52 @@ def _flagged(record: Mapping) -> list[int]:
     return flagged_classes(record_flags(record))
 
 
+def conf_target(entry: Mapping) -> float | None:
+    """The ``conf`` of a ``vlm_response`` entry as a soft target, or ``None`` when it is missing, not a
+    number (JSON booleans included) or outside [0, 1] (NaN included)."""
+    conf = entry.get("conf")
+    if isinstance(conf, bool) or not isinstance(conf, (int, float)):
+        return None
+    conf = float(conf)
+    return conf if 0.0 <= conf <= 1.0 else None
+
+
+def soft_targets_from_record(record: dict) -> tuple[np.ndarray, list[str]]:
+    """(K,) float32 soft target of one record and the VLM keys whose flag is set but whose ``conf``
+    is unusable (their target is 1.0); raises ``ValueError`` if the record is malformed.
+
+    A flagged VLM class gets its ``conf``, a flagged CV class 1, Normal 1 when no flag is set.
+    """
+    return _soft_targets(_checked(record))
+
+
+def _soft_targets(record: Mapping) -> tuple[np.ndarray, list[str]]:
+    """:func:`soft_targets_from_record` of an already validated record."""
+    flags = record_flags(record)
+    out = np.zeros(NUM_CLASSES, dtype=np.float32)
+    bad_conf = []
+    for key, class_id in VLM_PRIORITY:
+        if flags[key]:
+            conf = conf_target(record["vlm_response"][key])
+            if conf is None:
+                bad_conf.append(key)
+            out[class_id] = 1.0 if conf is None else conf  # a flag without a usable conf is still a flag
+    for key, class_id in CV_FLAGS:
+        if flags[key]:
+            out[class_id] = 1.0  # the classical measurements have no confidence
+    if not any(flags.values()):
+        out[NORMAL] = 1.0
+    return out, bad_conf
+
+
 @dataclass
 class SequenceLabels:
     """Challenge labels of one sequence of N frames, with what went wrong reading them."""
     labels: torch.Tensor                # (N,) long class id 0..9, IGNORE_INDEX (-100) if unlabeled
-    multi_hot: torch.Tensor             # (N, K) float32 every flag of the frame; zeros if unlabeled
+    multi_hot: torch.Tensor             # (N, K) float32 every flag of the frame (soft targets if asked); zeros if unlabeled
     found: bool                         # a readable label file exists for the sequence
     malformed: list[tuple[str, int, str]] = field(default_factory=list)  # (file, 1-based line, reason)
+    bad_conf: list[tuple[str, int, str]] = field(default_factory=list)  # soft targets: (file, line, VLM key) read as 1.0
     unmatched: int = 0                  # valid records whose frame_id / frame_file is no frame
     duplicates: int = 0                 # valid records overridden by a later line for the same frame
     error: str | None = None            # why an existing file could not be read (then found is False)
@@ -215,6 +259,7 @@ class _Summary:
     malformed: int
     unmatched: int
     duplicates: int
+    bad_conf: int
     frames: int
     labeled: int
 
@@ -227,10 +272,12 @@ class ChallengeLabelStore:
     frame_files)`` (parsed records are not kept, so memory stays bounded for large benchmarks;
     a file is logged about once). Every label depends only on the record, the seed and the
     sequence name, so results are identical whatever the order of calls, the process or the
-    data-loader worker.
+    data-loader worker. With ``soft_targets`` the ``multi_hot`` tensors hold soft targets (see the
+    module docstring) instead of 0 / 1 flags.
     """
 
-    def __init__(self, ann_dir: str | Path, seed: int = DEFAULT_LABEL_SEED, cache_size: int = 256) -> None:
+    def __init__(self, ann_dir: str | Path, seed: int = DEFAULT_LABEL_SEED, cache_size: int = 256,
+                 soft_targets: bool = False) -> None:
         self.ann_dir = Path(ann_dir).expanduser()
         if not self.ann_dir.exists():
             raise FileNotFoundError(
@@ -244,10 +291,12 @@ class ChallengeLabelStore:
             )
         self.seed = int(seed)
         self.cache_size = int(cache_size)
+        self.soft_targets = bool(soft_targets)
         self._cache: OrderedDict[tuple, SequenceLabels] = OrderedDict()
         self._latest: dict[str, _Summary] = {}  # per sequence, for stats without double counts
         self._logged: set[str] = set()  # sequences whose file problems were logged
         self._match_logged: set[str] = set()  # sequences whose unmatched / duplicate counts were logged
+        self._conf_logged: set[str] = set()  # sequences whose unusable conf values were logged
         self._missing_logged = 0
 
     def path_of(self, seq_name: str) -> Path:
@@ -321,7 +370,8 @@ class ChallengeLabelStore:
                 self._cache.popitem(last=False)
         self._latest[seq_name] = _Summary(
             found=result.found, unreadable=result.error is not None, malformed=len(result.malformed),
-            unmatched=result.unmatched, duplicates=result.duplicates, frames=len(result.labels),
+            unmatched=result.unmatched, duplicates=result.duplicates, bad_conf=len(result.bad_conf),
+            frames=len(result.labels),
             labeled=result.num_labeled,
         )
         return result
@@ -333,10 +383,10 @@ class ChallengeLabelStore:
             result.error = parsed.error
             return result
         by_name = {Path(f).name: i for i, f in enumerate(frame_files)} if frame_files is not None else None
-        chosen: dict[int, dict] = {}
+        chosen: dict[int, tuple[int, dict]] = {}  # frame index -> (line, record)
         unmatched: list[Any] = []
         duplicates = 0
-        for _, record in parsed.records:
+        for line_no, record in parsed.records:
             frame_id = record.get("frame_id")
             if frame_id is not None:
                 index = frame_id - 1 if frame_id <= num_frames else None
@@ -349,17 +399,28 @@ class ChallengeLabelStore:
                 continue
             if index in chosen:
                 duplicates += 1
-            chosen[index] = record
+            chosen[index] = (line_no, record)
         labels = np.full(num_frames, IGNORE_INDEX, dtype=np.int64)
         multi_hot = np.zeros((num_frames, NUM_CLASSES), dtype=np.float32)
-        for index, record in chosen.items():
+        bad_conf: list[tuple[str, int, str]] = []
+        for index, (line_no, record) in chosen.items():
             labels[index] = _label(record, self.seed, seq_name)  # records were validated when read
-            multi_hot[index, _flagged(record)] = 1.0
+            if self.soft_targets:
+                multi_hot[index], bad_keys = _soft_targets(record)
+                bad_conf.extend((str(parsed.path), line_no, key) for key in bad_keys)
+            else:
+                multi_hot[index, _flagged(record)] = 1.0
         if (unmatched or duplicates or len(chosen) < num_frames) and seq_name not in self._match_logged:
             self._match_logged.add(seq_name)
             self._log_matching(parsed.path, num_frames, len(chosen), unmatched, duplicates)
+        if bad_conf and seq_name not in self._conf_logged:
+            self._conf_logged.add(seq_name)
+            bad_conf.sort(key=lambda item: item[1])
+            file, line, key = bad_conf[0]
+            logger.warning("%s:%d: vlm_response.%s.conf is missing, not a number or outside [0, 1]: soft target "
+                           "1.0 used (%d such flags in this file)", file, line, key, len(bad_conf))
         return SequenceLabels(torch.from_numpy(labels), torch.from_numpy(multi_hot), found=True,
-                              malformed=list(parsed.malformed),
+                              malformed=list(parsed.malformed), bad_conf=bad_conf,
                               unmatched=len(unmatched), duplicates=duplicates)
 
     @staticmethod
@@ -384,6 +445,7 @@ class ChallengeLabelStore:
             "malformed_lines": sum(r.malformed for r in results),
             "unmatched_records": sum(r.unmatched for r in results),
             "duplicate_records": sum(r.duplicates for r in results),
+            "bad_conf_flags": sum(r.bad_conf for r in results),
             "frames": sum(r.frames for r in results),
             "labeled_frames": sum(r.labeled for r in results),
         }

@@ -106,22 +106,29 @@ def read_split_file(path: Path, dataset: FolderSequenceDataset, missing_hint: st
 
 
 @lru_cache(maxsize=None)
-def _label_store(ann_dir: Path, seed: int) -> ChallengeLabelStore:
-    return ChallengeLabelStore(ann_dir, seed=seed)
+def _label_store(ann_dir: Path, seed: int, soft_targets: bool) -> ChallengeLabelStore:
+    return ChallengeLabelStore(ann_dir, seed=seed, soft_targets=soft_targets)
 
 
-def label_store(cls_ann_dir: str | Path | None, seed: int = DEFAULT_LABEL_SEED) -> ChallengeLabelStore | None:
-    """The challenge-label store of a folder (one per folder and seed in a process); ``None`` for
-    ``None`` or an empty string (every frame unlabeled)."""
+def label_store(
+    cls_ann_dir: str | Path | None, seed: int = DEFAULT_LABEL_SEED, soft_targets: bool = False
+) -> ChallengeLabelStore | None:
+    """The challenge-label store of a folder (one per folder, seed and target kind in a process);
+    ``None`` for ``None`` or an empty string (every frame unlabeled)."""
     if cls_ann_dir is None or not str(cls_ann_dir).strip():
         return None
-    return _label_store(Path(cls_ann_dir).expanduser().absolute(), int(seed))
+    return _label_store(Path(cls_ann_dir).expanduser().absolute(), int(seed), bool(soft_targets))
 
 
 def build_dataset(
-    name: str, paths: DatasetPaths, cls_ann_dir: str | Path | None = None, label_seed: int = DEFAULT_LABEL_SEED
+    name: str, paths: DatasetPaths, cls_ann_dir: str | Path | None = None, label_seed: int = DEFAULT_LABEL_SEED,
+    soft_targets: bool = False,
 ) -> SequenceDataset:
-    """The dataset of a config name (``GOT10K_train_full``, ``MVTD_train:my_split.txt``, ...)."""
+    """The dataset of a config name (``GOT10K_train_full``, ``MVTD_train:my_split.txt``, ...).
+
+    With ``soft_targets`` its ``SequenceInfo.cls_multi_hot`` holds soft targets (the VLM ``conf``
+    of each flagged class, ``TRAIN.CLS_SOFT_TARGETS``) instead of 0 / 1 flags.
+    """
     base_name, sep, split_path = name.partition(":")
     spec = _spec(base_name)
     if sep and not split_path.strip():
@@ -139,11 +146,12 @@ def build_dataset(
         current = spec.cls(base_name, root, spec.split, sequences=sequences, **options)
         sequences = read_split_file(Path(split_path.strip()).expanduser(), current)
     return spec.cls(name, root, spec.split, sequences=sequences,
-                    labels=label_store(cls_ann_dir, label_seed), **options)
+                    labels=label_store(cls_ann_dir, label_seed, soft_targets), **options)
 
 
 def build_datasets(
-    names: Sequence[str], paths: DatasetPaths, cls_ann_dir: str | Path | None = None, label_seed: int = DEFAULT_LABEL_SEED
+    names: Sequence[str], paths: DatasetPaths, cls_ann_dir: str | Path | None = None,
+    label_seed: int = DEFAULT_LABEL_SEED, soft_targets: bool = False,
 ) -> list[SequenceDataset]:
     """:func:`build_dataset` for each name (one label store shared by all)."""
-    return [build_dataset(n, paths, cls_ann_dir, label_seed) for n in names]
+    return [build_dataset(n, paths, cls_ann_dir, label_seed, soft_targets) for n in names]

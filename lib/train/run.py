@@ -132,8 +132,10 @@ def _train(args: argparse.Namespace, add_log_file: Callable[[Path], None]) -> in
             split_cfg = cfg.DATA[split]
             if split == "VAL" and args.no_val:
                 continue
+            # soft targets (multi-label mode) replace the 0 / 1 multi-hot vectors at the source
             datasets = build_datasets(list(split_cfg.DATASETS_NAME), data_paths,
-                                      cls_ann_dir=split_cfg.CLS_ANN_DIR or None, label_seed=seed)
+                                      cls_ann_dir=split_cfg.CLS_ANN_DIR or None, label_seed=seed,
+                                      soft_targets=cfg.TRAIN.CLS_SOFT_TARGETS)
             loaders[split] = build_train_loader(cfg, datasets, training=training, seed=seed,
                                                 epoch_sampler_rank=dist_info.rank, world_size=dist_info.world_size)
         model = build_model(cfg, training=True)

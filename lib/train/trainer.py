@@ -376,7 +376,7 @@ class Trainer:
     def train_epoch(self, epoch: int) -> dict:
         enter_train_mode(self.model)
         self.set_loader_epoch(self.train_loader, epoch)
-        metrics = EpochMetrics(self.cfg.MODEL.CLS_HEAD.NUM_CLASSES)
+        metrics = self._epoch_metrics()
         params = [p for p in self.model.parameters() if p.requires_grad]
         progress = self._progress(len(self.train_loader), epoch)
         start = time.perf_counter()
@@ -412,6 +412,11 @@ class Trainer:
             progress.close()
         return metrics.reduce(self.dist.enabled, self.device)
 
+    def _epoch_metrics(self) -> EpochMetrics:
+        """Empty statistics of an epoch for the head's label mode (MODEL.CLS_HEAD.MODE)."""
+        head = self.cfg.MODEL.CLS_HEAD
+        return EpochMetrics(head.NUM_CLASSES, multi_label=head.MODE == "multi")
+
     def _count_nonfinite(self, epoch: int, it: int, what: str = "loss") -> None:
         """Count a skipped step; raise NonFiniteLossError after TRAIN.MAX_NONFINITE_STEPS in a row."""
         self.nonfinite_in_a_row += 1
@@ -429,7 +434,7 @@ class Trainer:
         model = self._bare_model
         model.eval()
         self.set_loader_epoch(self.val_loader, epoch)
-        metrics = EpochMetrics(self.cfg.MODEL.CLS_HEAD.NUM_CLASSES)
+        metrics = self._epoch_metrics()
         for batch in self.val_loader:  # the actor asks the network for challenges when it has the head
             batch = self._to_device(batch)
             with self._autocast():

@@ -6,6 +6,10 @@ unlike ``F.cross_entropy``, return an exact, graph-connected ``0.0`` for a batch
 frames: torch gives NaN there (0 / 0), which would poison the weights of one DDP rank and make
 the ranks diverge.
 
+``MODEL.CLS_HEAD.MODE: single`` trains :class:`ChallengeLoss` on the class id of each frame;
+``multi`` trains :class:`MultiLabelChallengeLoss` (binary cross-entropy per class) on the frame's
+multi-hot (or soft) target vector. :func:`build_cls_loss` picks one from the config.
+
 Focal loss: Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017.
 """
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lib.challenges import IGNORE_INDEX, NUM_CLASSES
@@ -140,13 +145,87 @@ class ChallengeLoss(nn.Module):
             return torch.where(denom > 0, loss, torch.zeros_like(loss))
 
 
-def build_cls_loss(cfg) -> ChallengeLoss:
-    """Build the loss from ``cfg.TRAIN.CLS_*`` and ``cfg.MODEL.CLS_HEAD.NUM_CLASSES``."""
+def _check_targets(logits: Tensor, targets: Tensor, labels: Tensor, num_classes: int) -> None:
+    """Raise unless targets (N, K) are floats in [0, 1] beside logits (N, K) and labels (N,)."""
+    if logits.dim() != 2 or logits.shape[1] != num_classes:
+        raise ValueError(f"logits must have shape (N, {num_classes}), got {tuple(logits.shape)}")
+    if targets.shape != logits.shape:
+        raise ValueError(f"targets must have the shape of logits {tuple(logits.shape)}, got {tuple(targets.shape)}")
+    if not targets.is_floating_point():
+        raise TypeError(f"targets must be a float tensor of per-class values in [0, 1], got {targets.dtype}")
+    if labels.shape != logits.shape[:1]:
+        raise ValueError(f"labels must have shape (N,) = ({logits.shape[0]},), got {tuple(labels.shape)}")
+    if not ((targets >= 0) & (targets <= 1)).all():  # also refuses NaN
+        raise ValueError("targets must be in [0, 1]")
+
+
+class MultiLabelChallengeLoss(nn.Module):
+    """Binary cross-entropy with logits per class, for ``MODEL.CLS_HEAD.MODE: multi``.
+
+    The target of a frame is its multi-hot vector (every flagged challenge, or Normal alone), or
+    with soft targets the VLM confidences (see ``lib/dataset/challenge_labels.py``). The loss is
+    the mean of ``-[w_c t log s(x) + (1 - t) log(1 - s(x))]`` over the labeled frames and all K
+    classes (``w`` = ``pos_weight``, 1 without it), which is ``F.binary_cross_entropy_with_logits``
+    with ``reduction="mean"`` on the labeled rows. Frames whose label is ``ignore_index`` are
+    skipped; without a labeled frame the loss is exactly 0.0 with all-zero gradients. The
+    computation runs in at least float32, also under autocast.
+    """
+
+    pos_weight: Tensor | None
+
+    def __init__(self, num_classes: int = NUM_CLASSES, pos_weight: Sequence[float] | None = None,
+                 ignore_index: int = IGNORE_INDEX) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"MODEL.CLS_HEAD.NUM_CLASSES must be positive, got {num_classes}")
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        weights = None
+        if pos_weight is not None:
+            weights = torch.as_tensor(list(pos_weight), dtype=torch.float32)
+            if weights.shape != (num_classes,):
+                raise ValueError(f"TRAIN.CLS_POS_WEIGHT must have {num_classes} entries (one per class), "
+                                 f"got {weights.numel()}")
+            if not torch.isfinite(weights).all() or (weights <= 0).any():
+                raise ValueError(f"TRAIN.CLS_POS_WEIGHT entries must be finite and > 0, got {list(pos_weight)}")
+        # A buffer, as ChallengeLoss.class_weights: follows .to(device), never trained.
+        self.register_buffer("pos_weight", weights)
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}, pos_weight={self.pos_weight is not None}"
+
+    def forward(self, logits: Tensor, targets: Tensor, labels: Tensor) -> Tensor:
+        """logits (N, K), targets (N, K) in [0, 1], labels (N,) (``ignore_index`` = unlabeled) -> scalar loss."""
+        _check_targets(logits, targets, labels, self.num_classes)
+        dtype = torch.promote_types(logits.dtype, torch.float32)
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            pos_weight = None if self.pos_weight is None else self.pos_weight.to(dtype)
+            per_entry = F.binary_cross_entropy_with_logits(logits.to(dtype), targets.to(dtype),
+                                                           pos_weight=pos_weight, reduction="none")  # (N, K)
+            labeled = (labels != self.ignore_index)[:, None].expand_as(per_entry)
+            # where(), not multiplication: unlabeled frames add exactly 0 to value and gradient.
+            total = torch.where(labeled, per_entry, torch.zeros_like(per_entry)).sum()
+            count = labeled.sum()
+            loss = total / count.clamp_min(1).to(dtype)
+            # No labeled frame: exactly 0.0, still in the graph (see the module docstring).
+            return torch.where(count > 0, loss, torch.zeros_like(loss))
+
+
+def build_cls_loss(cfg) -> ChallengeLoss | MultiLabelChallengeLoss:
+    """The loss of ``cfg.MODEL.CLS_HEAD.MODE``: :class:`ChallengeLoss` from ``cfg.TRAIN.CLS_*`` in the
+    single-label mode, :class:`MultiLabelChallengeLoss` with ``TRAIN.CLS_POS_WEIGHT`` in the multi-label mode."""
     train = cfg.TRAIN
+    num_classes = cfg.MODEL.CLS_HEAD.NUM_CLASSES
+    # a config object without MODE (written before the key existed) is single-label
+    if getattr(cfg.MODEL.CLS_HEAD, "MODE", "single") == "multi":
+        if train.CLS_LOSS_TYPE != "CE":
+            raise ValueError(f"MODEL.CLS_HEAD.MODE: multi trains with binary cross-entropy; TRAIN.CLS_LOSS_TYPE "
+                             f"must be CE, got {train.CLS_LOSS_TYPE}")
+        return MultiLabelChallengeLoss(num_classes, pos_weight=list(train.CLS_POS_WEIGHT) or None)
     weights = list(train.CLS_CLASS_WEIGHTS)
     return ChallengeLoss(
         loss_type=train.CLS_LOSS_TYPE,
-        num_classes=cfg.MODEL.CLS_HEAD.NUM_CLASSES,
+        num_classes=num_classes,
         class_weights=weights or None,  # empty list in the config means unweighted
         focal_alpha=train.CLS_FOCAL_ALPHA,
         focal_gamma=train.CLS_FOCAL_GAMMA,
@@ -183,4 +262,16 @@ def classification_accuracy(
     _check_inputs(logits, labels, logits.shape[-1], ignore_index)
     labeled = labels != ignore_index
     correct = (logits[labeled].argmax(dim=1) == labels[labeled]).sum()
+    return int(correct), int(labeled.sum())
+
+
+@torch.no_grad()
+def top1_in_targets(logits: Tensor, targets: Tensor, labels: Tensor,
+                    ignore_index: int = IGNORE_INDEX) -> tuple[int, int]:
+    """(correct, labeled) counts of the multi-label mode: a labeled frame is correct when its top-1 class
+    is one of its targets (target > 0). logits and targets (N, K), labels (N,)."""
+    _check_targets(logits, targets, labels, logits.shape[-1])
+    labeled = labels != ignore_index
+    top1 = logits[labeled].argmax(dim=1, keepdim=True)
+    correct = (targets[labeled].gather(1, top1) > 0).sum()
     return int(correct), int(labeled.sum())

@@ -7,6 +7,7 @@ Prompts", CVPR 2024) unless a comment says otherwise.
 """
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -123,13 +124,20 @@ _TRAIN = {
     "CE_WARM_EPOCH": Key(80, "epochs over which the keep ratio decreases from 1 to CE_KEEP_RATIO"),
     "DROP_PATH_RATE": Key(0.1, "stochastic depth rate of the ViT backbone (training only)"),
     "CLS_WEIGHT": Key(0.1, "weight of the classification loss in the total loss"),
-    "CLS_LOSS_TYPE": Key("CE", "classification loss: CE, FOCAL or LABEL_SMOOTH",
+    "CLS_LOSS_TYPE": Key("CE", "classification loss: CE, FOCAL or LABEL_SMOOTH (single-label mode; "
+                               "MODEL.CLS_HEAD.MODE multi needs CE and trains binary cross-entropy)",
                          choices=("CE", "FOCAL", "LABEL_SMOOTH")),
     "CLS_FOCAL_ALPHA": Key(0.25, "FOCAL: scale of the focal loss"),
     "CLS_FOCAL_GAMMA": Key(2.0, "FOCAL: focusing exponent (0 = cross-entropy)"),
     "CLS_LABEL_SMOOTHING": Key(0.1, "LABEL_SMOOTH: probability mass spread over all classes"),
-    "CLS_CLASS_WEIGHTS": Key([], "per-class loss weights (NUM_CLASSES entries); empty = all 1",
+    "CLS_CLASS_WEIGHTS": Key([], "per-class loss weights (NUM_CLASSES entries); empty = all 1; "
+                                 "single-label mode only (multi: CLS_POS_WEIGHT)",
                              elem_type=float),
+    "CLS_POS_WEIGHT": Key([], "MODEL.CLS_HEAD.MODE multi: weight of the positive term of each class's "
+                              "binary cross-entropy (NUM_CLASSES entries > 0, e.g. negatives / positives "
+                              "to balance rare challenges); empty = all 1", elem_type=float),
+    "CLS_SOFT_TARGETS": Key(False, "MODEL.CLS_HEAD.MODE multi: a flagged VLM challenge's target is its "
+                                   "conf in [0, 1] instead of 1 (CV flags and Normal stay 0 / 1)"),
     "FREEZE_CLS_EPOCH": Key(-1, "freeze the classification head from this epoch on; -1 = never"),
     "TWO_STAGE": Key(False, "stage 1 trains the classification head, stage 2 fine-tunes everything "
                             "(needs MODEL.CLS_HEAD.ENABLED)"),
@@ -384,6 +392,25 @@ def _check_cls_head(cfg: CfgNode) -> Iterator[str]:
                         ("TRAIN.TWO_STAGE", cfg.TRAIN.TWO_STAGE)):
             if on:
                 yield f"{key} needs the classification head: set MODEL.CLS_HEAD.ENABLED: True"
+    yield from _check_label_mode(cfg)
+
+
+def _check_label_mode(cfg: CfgNode) -> Iterator[str]:
+    """Loss keys that belong to one label mode: CLS_LOSS_TYPE / CLS_CLASS_WEIGHTS to single, the
+    binary cross-entropy's CLS_POS_WEIGHT / CLS_SOFT_TARGETS to multi."""
+    train = cfg.TRAIN
+    if cfg.MODEL.CLS_HEAD.MODE == "multi":
+        if train.CLS_LOSS_TYPE != "CE":
+            yield (f"TRAIN.CLS_LOSS_TYPE: {train.CLS_LOSS_TYPE} is a single-label loss; MODEL.CLS_HEAD.MODE: multi "
+                   "trains binary cross-entropy: set TRAIN.CLS_LOSS_TYPE: CE or MODEL.CLS_HEAD.MODE: single")
+        if train.CLS_CLASS_WEIGHTS:
+            yield ("TRAIN.CLS_CLASS_WEIGHTS weighs the single-label loss and is not used with MODEL.CLS_HEAD.MODE: "
+                   "multi: set TRAIN.CLS_CLASS_WEIGHTS: [] (balance classes with TRAIN.CLS_POS_WEIGHT)")
+    else:
+        for key, on in (("TRAIN.CLS_POS_WEIGHT", bool(train.CLS_POS_WEIGHT)),
+                        ("TRAIN.CLS_SOFT_TARGETS", train.CLS_SOFT_TARGETS)):
+            if on:
+                yield f"{key} needs MODEL.CLS_HEAD.MODE: multi (the single-label loss does not read it)"
 
 
 def _check_train(cfg: CfgNode) -> Iterator[str]:
@@ -422,6 +449,12 @@ def _check_cls_training(cfg: CfgNode) -> Iterator[str]:
                f"{cfg.MODEL.CLS_HEAD.NUM_CLASSES}")
     if weights and (any(w < 0 for w in weights) or sum(weights) <= 0):
         yield f"TRAIN.CLS_CLASS_WEIGHTS must be non-negative with a positive sum, got {weights}"
+    pos_weight = train.CLS_POS_WEIGHT
+    if pos_weight and len(pos_weight) != cfg.MODEL.CLS_HEAD.NUM_CLASSES:
+        yield (f"TRAIN.CLS_POS_WEIGHT has {len(pos_weight)} entries, MODEL.CLS_HEAD.NUM_CLASSES is "
+               f"{cfg.MODEL.CLS_HEAD.NUM_CLASSES}")
+    if not all(math.isfinite(w) and w > 0 for w in pos_weight):
+        yield f"TRAIN.CLS_POS_WEIGHT entries must be finite and > 0, got {pos_weight}"
     if train.FREEZE_CLS_EPOCH == 0 or train.FREEZE_CLS_EPOCH < -1:
         yield f"TRAIN.FREEZE_CLS_EPOCH must be -1 (never) or an epoch >= 1, got {train.FREEZE_CLS_EPOCH}"
     if train.TWO_STAGE:

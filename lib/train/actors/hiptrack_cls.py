@@ -6,6 +6,12 @@ map; the tracking loss is the SUM over the search frames. The classification los
 model has the head) is computed once over all labeled search frames of the batch and added with
 weight ``TRAIN.CLS_WEIGHT``. Unlabeled frames (-100) are ignored; a batch without labels adds
 exactly 0.
+
+``MODEL.CLS_HEAD.MODE: single`` trains on ``search_cls_label`` (B, N) class ids; ``multi`` trains
+binary cross-entropy on ``search_cls_multi_hot`` (B, N, K) (0 / 1 flags or soft targets) and hands
+the epoch metrics the sigmoid scores and positives (target > 0) of the labeled frames for mAP and
+macro-F1. ``Accuracy`` counts a frame as correct when its top-1 class is one of its targets (in
+the single-label mode: is its label).
 """
 from __future__ import annotations
 
@@ -14,9 +20,10 @@ import math
 import torch
 import torch.nn.functional as F
 
+from lib.challenges import IGNORE_INDEX
 from lib.models.hiptrack.vit_ce import template_ce_mask
 from lib.utils.box_ops import box_cxcywh_to_xyxy, box_xywh_to_xyxy
-from lib.utils.cls_loss import build_cls_loss, classification_accuracy, confusion_matrix
+from lib.utils.cls_loss import build_cls_loss, classification_accuracy, confusion_matrix, top1_in_targets
 from lib.utils.heatmap import gaussian_heatmaps
 from lib.utils.losses import center_focal_loss, paired_giou
 
@@ -38,6 +45,7 @@ class HIPTrackActor:
         self.net = net
         self.cfg = cfg
         self.has_cls = bool(cfg.MODEL.CLS_HEAD.ENABLED)
+        self.multi_label = cfg.MODEL.CLS_HEAD.MODE == "multi"
         self.cls_loss = build_cls_loss(cfg) if self.has_cls else None
 
     def keep_rate(self, epoch: int) -> float | None:
@@ -81,12 +89,32 @@ class HIPTrackActor:
         if self.has_cls:
             logits = torch.cat([out["cls_logits"] for out in outputs])        # frame-major (T*B, K)
             labels = batch["search_cls_label"].transpose(0, 1).reshape(-1).to(logits.device)
-            cls_loss = self.cls_loss(logits, labels)
+            if self.multi_label:
+                cls_loss, cls_stats = self._multi_label_loss(logits, labels, batch)
+            else:
+                cls_loss, cls_stats = self._single_label_loss(logits, labels)
             loss = loss + train.CLS_WEIGHT * cls_loss
-            correct, labeled = classification_accuracy(logits.detach(), labels)
-            stats.update({"Loss/classification": cls_loss.item(), "cls_correct": correct, "cls_labeled": labeled,
-                          "cls_confusion": confusion_matrix(logits.detach(), labels, logits.shape[1])})
-            if labeled:  # a batch without labels says nothing about accuracy
-                stats["Accuracy"] = correct / labeled
+            stats.update(cls_stats)
+            if stats["cls_labeled"]:  # a batch without labels says nothing about accuracy
+                stats["Accuracy"] = stats["cls_correct"] / stats["cls_labeled"]
         stats["Loss/total"] = loss.item()
         return loss, stats
+
+    def _single_label_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """Loss and stats of logits (M, K) against class ids (M,) (``-100`` = unlabeled)."""
+        cls_loss = self.cls_loss(logits, labels)
+        correct, labeled = classification_accuracy(logits.detach(), labels)
+        return cls_loss, {"Loss/classification": cls_loss.item(), "cls_correct": correct, "cls_labeled": labeled,
+                          "cls_confusion": confusion_matrix(logits.detach(), labels, logits.shape[1])}
+
+    def _multi_label_loss(self, logits: torch.Tensor, labels: torch.Tensor, batch: dict) -> tuple[torch.Tensor, dict]:
+        """Loss and stats of logits (M, K) against the frames' multi-hot / soft targets (M, K); frames whose
+        label (M,) is ``-100`` are unlabeled. ``cls_scores`` (sigmoids) and ``cls_positives`` (target > 0)
+        of the labeled frames, (L, K) on the CPU, feed the epoch's mAP and macro-F1."""
+        targets = batch["search_cls_multi_hot"].transpose(0, 1).reshape(logits.shape).to(logits.device)
+        cls_loss = self.cls_loss(logits, targets, labels)
+        correct, labeled = top1_in_targets(logits.detach(), targets, labels)
+        keep = labels != IGNORE_INDEX
+        return cls_loss, {"Loss/classification": cls_loss.item(), "cls_correct": correct, "cls_labeled": labeled,
+                          "cls_scores": torch.sigmoid(logits.detach()[keep].float()).cpu(),
+                          "cls_positives": (targets[keep] > 0).cpu()}
