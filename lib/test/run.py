@@ -22,6 +22,7 @@ from lib.config.hiptrack import load_config, resolve_experiment_config
 from lib.test.evaluation.results import TEST_DATASETS, results_dir
 from lib.test.evaluation.runner import RunSettings, run_dataset
 from lib.test.tracker import TRACKERS
+from lib.test.tracker.policies import ChallengePolicies
 from lib.dataset.paths import DatasetPaths, add_path_arguments
 from lib.dataset.registry import build_dataset
 from lib.utils.runtime import git_hash, resolve_device
@@ -49,6 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="worker processes over sequences (0 or 1: in this process)")
     parser.add_argument("--save_cls", action="store_true",
                         help="also write per-frame challenge predictions <seq>_cls.txt (hiptrack_cls only)")
+    parser.add_argument("--cls_ann_dir", default=None, type=Path, metavar="DIR",
+                        help="JSONL challenge labels (<DIR>/<seq>/<seq>.jsonl) whose flags drive the policies with "
+                             "TEST.POLICY.SOURCE oracle (required there, unused otherwise)")
     parser.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
     add_path_arguments(parser)
     args = parser.parse_args(argv)
@@ -60,6 +64,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def default_checkpoint(save_dir: str | Path, param: str, epoch: int) -> Path:
     """The trainer's checkpoint of ``epoch`` for config ``param`` under ``save_dir``."""
     return RunPaths(Path(save_dir), param).checkpoint(epoch)
+
+
+def oracle_labels_dir(cfg, cls_ann_dir: Path | None) -> Path | None:
+    """The label folder the test dataset is built with: ``--cls_ann_dir`` when the policies read ground truth
+    (``TEST.POLICY.SOURCE`` oracle; then it is required), else None."""
+    if not ChallengePolicies.from_config(cfg).uses_oracle:
+        if cls_ann_dir is not None:
+            logger.warning("--cls_ann_dir is only used by policies with TEST.POLICY.SOURCE oracle; ignoring it")
+        return None
+    if cls_ann_dir is None:
+        raise SystemExit("error: TEST.POLICY.SOURCE oracle drives the policies with the ground-truth challenge flags "
+                         "of each frame: pass their folder with --cls_ann_dir DIR")
+    if not cls_ann_dir.is_dir():
+        raise SystemExit(f"error: --cls_ann_dir {cls_ann_dir} is not a folder")
+    return cls_ann_dir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     logger.info("python %s, torch %s, git %s; config %s", platform.python_version(), torch.__version__,
                 git_hash(), config_path)
     logger.debug("resolved config:\n%s", cfg)
+    cls_ann_dir = oracle_labels_dir(cfg, args.cls_ann_dir)
     epoch = args.epoch if args.epoch is not None else cfg.TEST.EPOCH
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint(args.save_dir, param, epoch)
     if not checkpoint.is_file():
@@ -89,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     spec = TEST_DATASETS[args.dataset]
     out_dir = results_dir(args.save_dir, args.tracker_name, param, args.dataset).absolute()
     try:  # setup errors (dataset root, checkpoint / config mismatch, unknown sequence): a message, no traceback
-        dataset = build_dataset(spec.registry_name, DatasetPaths.from_env(args.dataset_dir, args.paths, args.data_dir))
+        dataset = build_dataset(spec.registry_name, DatasetPaths.from_env(args.dataset_dir, args.paths, args.data_dir),
+                                cls_ann_dir=cls_ann_dir)
         logger.info("%s / %s (epoch %d, %s) on %s: %d sequences -> %s", args.tracker_name, param, epoch,
                     checkpoint, args.dataset, len(dataset), out_dir)
         summary = run_dataset(settings, dataset, out_dir, spec.result_format, args.sequence, args.threads,

@@ -199,6 +199,39 @@ _DATA = {
     "TEMPLATE": _crop(192, 2.0, 0.0, 0.0, 1, "template"),
 }
 
+POLICY_SOURCES = ("predicted", "oracle")  # see lib/test/tracker/policies.py
+
+_POLICY = {
+    "SOURCE": Key("predicted", "what drives the policies: predicted = the head's (smoothed) probabilities "
+                               "(hiptrack_cls tracker); oracle = the frame's ground-truth flags (tracking/test.py "
+                               "--cls_ann_dir; unlabeled frames = no challenge)", choices=POLICY_SOURCES),
+    "MEMORY_GATE": Key(False, "frames with a MEMORY_GATE_CLASSES challenge are not written to the historical "
+                              "memory; a vetoed write goes to the next frame without one"),
+    "MEMORY_GATE_CLASSES": Key(["Occlusion", "Partial Visibility", "Motion Blur"],
+                               "challenge names (lib/challenges.py) that veto a memory write"),
+    "MEMORY_GATE_THRESHOLD": Key(0.5, "a listed class vetoes when its probability is >= this, in [0, 1]"),
+    "SEARCH_ADAPT": Key(False, "after a frame with a SEARCH_ADAPT_CLASSES challenge or a low score peak, crop "
+                               "the next frame with TEST.SEARCH_FACTOR * SEARCH_ADAPT_FACTOR"),
+    "SEARCH_ADAPT_CLASSES": Key(["Occlusion", "Motion Blur", "Scale Variation"],
+                                "challenge names (lib/challenges.py) that grow the next search region"),
+    "SEARCH_ADAPT_THRESHOLD": Key(0.5, "a listed class triggers when its probability is >= this, in [0, 1]"),
+    "SEARCH_ADAPT_MIN_SCORE": Key(0.0, "also grow the next search region when the peak of the Hann-windowed "
+                                       "score map is below this, in [0, 1]; 0 = do not use the score"),
+    "SEARCH_ADAPT_FACTOR": Key(1.5, "multiplier (> 1) of TEST.SEARCH_FACTOR for a grown search region"),
+    "DAMPING": Key(False, "on frames with a DAMPING_CLASSES challenge, penalise displacement and size changes "
+                          "more (DAMPING_WINDOW_POWER, DAMPING_SIZE_RATE)"),
+    "DAMPING_CLASSES": Key(["Background Clutter", "Low Contrast Object"],
+                           "challenge names (lib/challenges.py) that damp the frame's box"),
+    "DAMPING_THRESHOLD": Key(0.5, "a listed class triggers when its probability is >= this, in [0, 1]"),
+    "DAMPING_WINDOW_POWER": Key(2.0, "damped frames weight the score map with the Hann window to this power (> 1)"),
+    "DAMPING_SIZE_RATE": Key(0.5, "damped frames take w, h = rate * predicted + (1 - rate) * previous, rate in "
+                                  "(0, 1]"),
+}
+# the policy switches and the class-list / threshold keys of each
+_POLICY_CLASS_KEYS = (("MEMORY_GATE", "MEMORY_GATE_CLASSES", "MEMORY_GATE_THRESHOLD"),
+                      ("SEARCH_ADAPT", "SEARCH_ADAPT_CLASSES", "SEARCH_ADAPT_THRESHOLD"),
+                      ("DAMPING", "DAMPING_CLASSES", "DAMPING_THRESHOLD"))
+
 _TEST = {
     "TEMPLATE_FACTOR": Key(2.0, "template crop side relative to sqrt(target w * h) at inference"),
     "TEMPLATE_SIZE": Key(0, "template crop side at inference; 0 = DATA.TEMPLATE.SIZE, the only other "
@@ -212,6 +245,9 @@ _TEST = {
     "WARMUP_WRITE_FRAMES": Key([5, 10], "frames written to memory during warm-up, "
                                         "each in [1, WARMUP_FRAMES]"),
     "PRECISION": Key("fp32", "inference precision: fp32, or bf16 autocast", choices=("fp32", "bf16")),
+    "CLS_SMOOTHING": Key(0.0, "a in [0, 1): the policies read p_t = a * p_(t-1) + (1 - a) * raw_t of the head's "
+                              "challenge probabilities; 0 = raw; <seq>_cls.txt keeps the raw ones"),
+    "POLICY": _POLICY,
 }
 
 _TEST_SIZE_SOURCES = (("TEST.SEARCH_SIZE", "DATA.SEARCH.SIZE"), ("TEST.TEMPLATE_SIZE", "DATA.TEMPLATE.SIZE"))
@@ -504,7 +540,7 @@ def _multiple_of_stride(cfg: CfgNode, key: str, stride: int) -> Iterator[str]:
 
 
 def _check_test(cfg: CfgNode) -> Iterator[str]:
-    """Inference geometry (must match training) and the memory update schedule."""
+    """Inference geometry (must match training), the memory update schedule and the tracking policies."""
     yield from _positive(cfg, "TEST.TEMPLATE_FACTOR", "TEST.SEARCH_FACTOR")
     yield from _at_least(cfg, 1, "TEST.EPOCH", "TEST.UPDATE_INTERVAL")
     yield from _at_least(cfg, 0, "TEST.WARMUP_FRAMES")
@@ -519,3 +555,33 @@ def _check_test(cfg: CfgNode) -> Iterator[str]:
     if not all(1 <= f <= warmup for f in writes) or not _strictly_increasing(writes):
         yield (f"TEST.WARMUP_WRITE_FRAMES entries must be strictly increasing and in "
                f"[1, TEST.WARMUP_FRAMES={warmup}], got {writes}")
+    yield from _check_policies(cfg)
+
+
+def _check_policies(cfg: CfgNode) -> Iterator[str]:
+    """Challenge-aware tracking policies: class names, thresholds, factors, and the head they read."""
+    policy = cfg.TEST.POLICY
+    if not 0 <= cfg.TEST.CLS_SMOOTHING < 1:
+        yield f"TEST.CLS_SMOOTHING must be in [0, 1), got {cfg.TEST.CLS_SMOOTHING}"
+    for switch, classes_key, threshold_key in _POLICY_CLASS_KEYS:
+        classes = policy[classes_key]
+        unknown = [name for name in classes if name not in CLASS_NAMES]
+        if unknown:
+            yield (f"TEST.POLICY.{classes_key} has unknown challenge names {unknown}; valid names (lib/challenges.py): "
+                   f"{', '.join(CLASS_NAMES)}")
+        if not 0 <= policy[threshold_key] <= 1:
+            yield f"TEST.POLICY.{threshold_key} must be in [0, 1], got {policy[threshold_key]}"
+        score_only = switch == "SEARCH_ADAPT" and policy.SEARCH_ADAPT_MIN_SCORE > 0
+        if policy[switch] and not classes and not score_only:
+            yield f"TEST.POLICY.{classes_key} must name at least one challenge when TEST.POLICY.{switch} is True"
+    if not 0 <= policy.SEARCH_ADAPT_MIN_SCORE <= 1:
+        yield f"TEST.POLICY.SEARCH_ADAPT_MIN_SCORE must be in [0, 1], got {policy.SEARCH_ADAPT_MIN_SCORE}"
+    for key in ("SEARCH_ADAPT_FACTOR", "DAMPING_WINDOW_POWER"):
+        if not policy[key] > 1:
+            yield f"TEST.POLICY.{key} must be > 1, got {policy[key]}"
+    if not 0 < policy.DAMPING_SIZE_RATE <= 1:
+        yield f"TEST.POLICY.DAMPING_SIZE_RATE must be in (0, 1], got {policy.DAMPING_SIZE_RATE}"
+    enabled = [f"TEST.POLICY.{switch}" for switch, _, _ in _POLICY_CLASS_KEYS if policy[switch]]
+    if enabled and policy.SOURCE == "predicted" and not cfg.MODEL.CLS_HEAD.ENABLED:
+        yield (f"TEST.POLICY.SOURCE predicted (the source of {', '.join(enabled)}) reads the classification "
+               "head: set MODEL.CLS_HEAD.ENABLED: True (hiptrack_cls tracker) or TEST.POLICY.SOURCE: oracle")

@@ -14,10 +14,13 @@ Memory schedules:
   template memory is read and frames in ``warmup_write_frames`` are written to the bank; after
   that the bank is read and every ``update_interval``-th frame is written; the bank keeps the
   newest ``max_mem`` frames. Tracking state lives in a ``TrackingState`` owned by the caller, so
-  a new video always starts with an empty bank.
+  a new video always starts with an empty bank. A caller may veto a write (``allow_write`` of
+  ``track``, e.g. a challenge-aware memory gate): the write is then kept pending and made on the
+  next frame the caller allows, after which the schedule continues as before.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -60,6 +63,7 @@ class TrackingState:
     template_mask: torch.Tensor | None  # (B, Lz) bool, template queries that drive CE
     memory: MemoryBank
     frame_index: int = 0
+    write_pending: bool = False         # a due memory write was vetoed and waits for an allowed frame
 
 
 class HIPTrack(nn.Module):
@@ -221,10 +225,14 @@ class HIPTrack(nn.Module):
         )
 
     @torch.no_grad()
-    def track(self, state: TrackingState, search: torch.Tensor, *, with_challenges: bool = False
-              ) -> dict[str, torch.Tensor]:
+    def track(self, state: TrackingState, search: torch.Tensor, *, with_challenges: bool = False,
+              allow_write: Callable[[dict], bool] | None = None) -> dict[str, torch.Tensor]:
         """Predict the next frame of ``state``'s video from its search crop (B, 3, Hs, Ws); with
-        ``with_challenges`` also its challenge (``cls_logits`` (B, K), HIPTrack-CLS only)."""
+        ``with_challenges`` also its challenge (``cls_logits`` (B, K), HIPTrack-CLS only).
+
+        ``allow_write(out)`` is asked, with this frame's outputs, whenever a memory write is due (scheduled,
+        or pending from a vetoed frame); False vetoes it and keeps it pending. None: the schedule alone
+        decides (no write is ever pending)."""
         self.check_can_predict(with_challenges)
         state.frame_index += 1
         index = state.frame_index
@@ -236,9 +244,16 @@ class HIPTrack(nn.Module):
         else:
             mem_k, mem_v, norms = state.memory.tensors()
         out, search_map, key = self._decode(search, tokens, removed, mem_k, mem_v, norms, with_challenges)
-        if self.schedule.writes(index):
+        if self._writes_frame(state, out, allow_write):
             state.memory.write(key, self.frame_value(search, search_map, out, removed))
         return out
+
+    def _writes_frame(self, state: TrackingState, out: dict, allow_write: Callable[[dict], bool] | None) -> bool:
+        """Whether the current frame of ``state`` goes to the memory bank; updates ``state.write_pending``."""
+        if not (self.schedule.writes(state.frame_index) or state.write_pending):
+            return False
+        state.write_pending = allow_write is not None and not allow_write(out)
+        return not state.write_pending
 
 
 def hiptrack_parts(cfg, training: bool) -> dict:

@@ -10,7 +10,15 @@ own format:
 
 Per-frame challenge predictions (``--save_cls``) go beside the boxes in ``<seq>_cls.txt``: one
 line per frame, ``class_id,p_0,...,p_9`` (frame 1, the template, gets ``-1`` and empty
-probabilities written as ``nan``).
+probabilities written as ``nan``; always the head's raw probabilities, never smoothed).
+
+With a challenge-aware policy on (``TEST.POLICY``, see ``lib/test/tracker/policies.py``) the policy
+log ``<seq>_policy.txt`` goes beside them: a CSV header ``frame,memory,search_factor,window_power,
+size_rate,score_peak``, then one line per frame (1-based, frame 1 the template: ``1,-,nan,nan,nan,nan``);
+``memory`` is ``write`` (written), ``skip`` (a scheduled write vetoed by the memory gate, now pending),
+``pending`` (a pending write vetoed again) or ``-`` (no write due); ``search_factor`` is the crop
+factor the frame was cropped with, ``window_power`` / ``size_rate`` the damping applied to it (1 = none),
+``score_peak`` the peak of its Hann-windowed score map.
 
 Every file is written to a temporary name and renamed, so a result that exists is complete and a
 resumed test run can skip its sequence.
@@ -22,6 +30,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -68,18 +77,19 @@ class SequenceResultFiles:
     boxes: Path
     times: Path
     challenges: Path
+    policy: Path      # the policy log, written when a challenge-aware policy is on
 
 
 def sequence_files(directory: str | Path, sequence: str, result_format: str) -> SequenceResultFiles:
-    """Paths of the boxes / times / challenge-prediction files of ``sequence`` under ``directory``."""
+    """Paths of the boxes / times / challenge-prediction / policy-log files of ``sequence`` under ``directory``."""
     directory = Path(directory)
     if result_format == "got10k":
         base = directory / sequence
         return SequenceResultFiles(base / f"{sequence}_001.txt", base / f"{sequence}_time.txt",
-                                   base / f"{sequence}_cls.txt")
+                                   base / f"{sequence}_cls.txt", base / f"{sequence}_policy.txt")
     if result_format == "otb":
         return SequenceResultFiles(directory / f"{sequence}.txt", directory / f"{sequence}_time.txt",
-                                   directory / f"{sequence}_cls.txt")
+                                   directory / f"{sequence}_cls.txt", directory / f"{sequence}_policy.txt")
     raise ValueError(f"unknown result format {result_format!r} (expected got10k or otb)")
 
 
@@ -114,6 +124,42 @@ def write_challenges(path: str | Path, class_ids: Sequence[int], probabilities: 
         raise ValueError(f"probabilities must be (N, K) for N={ids.shape[0]} frames, got {probs.shape}")
     lines = "".join(f"{i}," + ",".join("%.5f" % p for p in row) + "\n" for i, row in zip(ids, probs))
     return atomic_write_text(path, lines)
+
+
+POLICY_LOG_COLUMNS = ("frame", "memory", "search_factor", "window_power", "size_rate", "score_peak")
+
+
+def write_policy_log(path: str | Path, records: Sequence[Any | None]) -> Path:
+    """Write the policy log of a sequence: one record per frame (``None`` for the template frame), each with the
+    attributes :data:`POLICY_LOG_COLUMNS` but ``frame`` (a :class:`lib.test.tracker.policies.PolicyRecord`)."""
+    lines = [",".join(POLICY_LOG_COLUMNS)]
+    for frame, record in enumerate(records, start=1):
+        if record is None:
+            values = ["-"] + ["nan"] * (len(POLICY_LOG_COLUMNS) - 2)
+        else:
+            values = [str(record.memory)] + ["%.5f" % getattr(record, c) for c in POLICY_LOG_COLUMNS[2:]]
+        lines.append(",".join([str(frame)] + values))
+    return atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def read_policy_log(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a ``<seq>_policy.txt`` as dicts (``frame`` int, ``memory`` str, the other columns float)."""
+    path = Path(path)
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not lines or tuple(lines[0].split(",")) != POLICY_LOG_COLUMNS:
+        raise ValueError(f"{path}: expected the header {','.join(POLICY_LOG_COLUMNS)}")
+    rows = []
+    for line_no, line in enumerate(lines[1:], start=2):
+        values = line.split(",")
+        if len(values) != len(POLICY_LOG_COLUMNS):
+            raise ValueError(f"{path}:{line_no}: expected {len(POLICY_LOG_COLUMNS)} values, got {len(values)}")
+        try:
+            numbers = [float(v) for v in values[2:]]
+            rows.append({"frame": int(values[0]), "memory": values[1],
+                         **dict(zip(POLICY_LOG_COLUMNS[2:], numbers))})
+        except ValueError:
+            raise ValueError(f"{path}:{line_no}: not a number in {line!r}") from None
+    return rows
 
 
 def read_result_boxes(path: str | Path) -> np.ndarray:

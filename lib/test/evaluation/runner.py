@@ -9,6 +9,10 @@ annotation, an exception in the tracker) is reported and the others still run. W
 Frame 1 is the initialisation frame: its box is the given init box and its time the time of
 ``initialize``; times exclude reading the image. Workers get plain data only (:class:`RunSettings`,
 :class:`SequenceJob`), never a network or a dataset object.
+
+With a challenge-aware policy on (``TEST.POLICY``) every sequence also gets its policy log
+``<seq>_policy.txt`` (part of a complete result), and with ``TEST.POLICY.SOURCE: oracle`` -- and only
+then -- the tracker gets each frame's ground-truth challenge flags as ``info["challenge_flags"]``.
 """
 from __future__ import annotations
 
@@ -27,11 +31,12 @@ import torch
 
 from lib.config.hiptrack import load_config
 from lib.test.evaluation.results import (SequenceResultFiles, got10k_zip_path, sequence_files, write_boxes,
-                                         write_challenges, write_got10k_zip, write_times)
+                                         write_challenges, write_got10k_zip, write_policy_log, write_times)
 from lib.test.tracker import TRACKERS
 from lib.test.tracker.hiptrack import HIPTrackTracker
+from lib.test.tracker.policies import PolicyRecord
 from lib.dataset.image_loader import read_image
-from lib.dataset.base import SequenceDataset
+from lib.dataset.base import SequenceDataset, SequenceInfo
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +59,17 @@ class SequenceJob:
     frames: tuple[str, ...]
     init_box_xywh: tuple[float, float, float, float]
     files: SequenceResultFiles
+    challenge_flags: tuple[tuple[float, ...], ...] | None = None  # per frame, ground truth for oracle policies
+
+
+@dataclass
+class TrackedSequence:
+    """What tracking one sequence produced, one entry per frame (frame 1 included)."""
+    boxes: np.ndarray                   # (N, 4) x, y, w, h
+    times: list[float]                  # seconds
+    cls_ids: list[int]                  # with save_cls: predicted class (-1 for frame 1)
+    probs: np.ndarray                   # with save_cls: (N, K) raw class probabilities (NaN for frame 1)
+    policy: list[PolicyRecord | None]   # with a policy on: what acted (None for frame 1)
 
 
 @dataclass(frozen=True)
@@ -102,15 +118,19 @@ def build_tracker(settings: RunSettings) -> HIPTrackTracker:
 
 
 # ---------------------------------------------------------------------------- one sequence
-def is_complete(files: SequenceResultFiles, save_cls: bool) -> bool:
-    """True when every result file of a sequence exists (the challenge file only if asked for)."""
-    needed = [files.boxes, files.times] + ([files.challenges] if save_cls else [])
+def is_complete(files: SequenceResultFiles, save_cls: bool, policy_log: bool = False) -> bool:
+    """True when every result file of a sequence exists (the challenge file and the policy log only if
+    they are written)."""
+    needed = [files.boxes, files.times]
+    needed += [files.challenges] if save_cls else []
+    needed += [files.policy] if policy_log else []
     return all(p.is_file() for p in needed)
 
 
-def make_jobs(dataset: SequenceDataset, names: Sequence[str], directory: Path,
-              result_format: str) -> tuple[list[SequenceJob], list[SequenceOutcome]]:
-    """Jobs for the sequences ``names`` of ``dataset``, plus failures of sequences that cannot be read."""
+def make_jobs(dataset: SequenceDataset, names: Sequence[str], directory: Path, result_format: str,
+              with_challenge_flags: bool = False) -> tuple[list[SequenceJob], list[SequenceOutcome]]:
+    """Jobs for the sequences ``names`` of ``dataset``, plus failures of sequences that cannot be read.
+    ``with_challenge_flags``: the jobs carry every frame's ground-truth challenge flags (oracle policies)."""
     ids = {dataset.sequence_name(i): i for i in range(len(dataset))}
     jobs, failed = [], []
     for name in names:
@@ -122,14 +142,26 @@ def make_jobs(dataset: SequenceDataset, names: Sequence[str], directory: Path,
         except Exception as e:  # unreadable annotations or frame folder: report, go on with the others
             failed.append(SequenceOutcome(name, "failed", error=f"{type(e).__name__}: {e}"))
             continue
-        jobs.append(SequenceJob(name, frames, box, sequence_files(directory, name, result_format)))
+        flags = challenge_flags(info) if with_challenge_flags else None
+        jobs.append(SequenceJob(name, frames, box, sequence_files(directory, name, result_format), flags))
     return jobs, failed
 
 
-def track_sequence(tracker: HIPTrackTracker, job: SequenceJob,
-                   save_cls: bool) -> tuple[np.ndarray, list[float], list[int], np.ndarray]:
-    """Track one sequence: (N, 4) boxes, N frame times, and N challenge ids / (N, K) probabilities."""
-    boxes, times, cls_ids, probs = [], [], [], []
+def challenge_flags(info: SequenceInfo) -> tuple[tuple[float, ...], ...]:
+    """Every frame's ground-truth challenge flags (1 per flagged class; all 0 on an unlabeled frame)."""
+    if not info.meta.get("cls_labels_found", True):
+        logger.warning("%s has no challenge labels: the oracle policies see no challenge in it", info.name)
+    return tuple(tuple(float(v) for v in row) for row in info.cls_multi_hot.tolist())
+
+
+def frame_info(job: SequenceJob, index: int) -> dict:
+    """The ``info`` of ``tracker.track`` for frame ``index``: its ground-truth flags when the job has them."""
+    return {} if job.challenge_flags is None else {"challenge_flags": list(job.challenge_flags[index])}
+
+
+def track_sequence(tracker: HIPTrackTracker, job: SequenceJob, save_cls: bool) -> TrackedSequence:
+    """Track one sequence: boxes, frame times, challenge predictions (``save_cls``) and what the policies did."""
+    boxes, times, cls_ids, probs, policy = [], [], [], [], []
     num_classes = tracker.cfg.MODEL.CLS_HEAD.NUM_CLASSES
     for index, frame in enumerate(job.frames):
         image = read_image(frame)
@@ -138,26 +170,30 @@ def track_sequence(tracker: HIPTrackTracker, job: SequenceJob,
             tracker.initialize(image, {"init_bbox": list(job.init_box_xywh)})
             out = {"target_bbox": list(job.init_box_xywh), "cls_id": -1, "cls_probs": [float("nan")] * num_classes}
         else:
-            out = tracker.track(image, {})
+            out = tracker.track(image, frame_info(job, index))
         times.append(time.perf_counter() - start)
         boxes.append(out["target_bbox"])
+        policy.append(out.get("policy"))
         if save_cls:
             cls_ids.append(out["cls_id"])
             probs.append(out["cls_probs"])
-    return np.asarray(boxes, dtype=np.float64), times, cls_ids, np.asarray(probs, dtype=np.float64)
+    return TrackedSequence(np.asarray(boxes, dtype=np.float64), times, cls_ids, np.asarray(probs, dtype=np.float64),
+                           policy)
 
 
 def run_job(tracker: HIPTrackTracker, job: SequenceJob, save_cls: bool) -> SequenceOutcome:
     """Track a sequence and write its result files; any exception becomes a ``failed`` outcome."""
     try:
-        boxes, times, cls_ids, probs = track_sequence(tracker, job, save_cls)
-        write_times(job.files.times, times)
+        tracked = track_sequence(tracker, job, save_cls)
+        write_times(job.files.times, tracked.times)
         if save_cls:
-            write_challenges(job.files.challenges, cls_ids, probs)
-        write_boxes(job.files.boxes, boxes)
+            write_challenges(job.files.challenges, tracked.cls_ids, tracked.probs)
+        if tracker.policies.active:
+            write_policy_log(job.files.policy, tracked.policy)
+        write_boxes(job.files.boxes, tracked.boxes)
     except Exception as e:
         return SequenceOutcome(job.name, "failed", error=f"{type(e).__name__}: {e}")
-    return SequenceOutcome(job.name, "done", len(job.frames), float(sum(times)))
+    return SequenceOutcome(job.name, "done", len(job.frames), float(sum(tracked.times)))
 
 
 # ---------------------------------------------------------------------------- worker processes
@@ -245,17 +281,18 @@ def run_dataset(settings: RunSettings, dataset: SequenceDataset, directory: Path
         raise ValueError(f"{dataset.name} has no sequence {', '.join(unknown)}; its sequences are "
                          f"{', '.join(all_names[:10])}{', ...' if len(all_names) > 10 else ''}")
     tracker = build_tracker(settings)
+    policies = tracker.policies
     summary = RunSummary(Path(directory))
     todo = []
     for name in names:
-        if is_complete(sequence_files(directory, name, result_format), settings.save_cls):
+        if is_complete(sequence_files(directory, name, result_format), settings.save_cls, policies.active):
             summary.outcomes.append(SequenceOutcome(name, "skipped"))
         else:
             todo.append(name)
     if len(todo) < len(names):
         logger.info("skipping %d of %d sequences whose results exist in %s", len(names) - len(todo), len(names),
                     directory)
-    jobs, unreadable = make_jobs(dataset, todo, Path(directory), result_format)
+    jobs, unreadable = make_jobs(dataset, todo, Path(directory), result_format, policies.uses_oracle)
     for outcome in unreadable:
         logger.error("%s failed: %s", outcome.name, outcome.error)
     if threads > 1 and len(jobs) > 1:

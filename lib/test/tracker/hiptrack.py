@@ -4,12 +4,19 @@ Per frame: crop a search region ``TEST.SEARCH_FACTOR`` times the previous box ar
 network with the video's memory, weight the score map with a Hann window, decode the box at
 the peak and map it back to image pixels. Images are RGB ``uint8`` arrays (H, W, 3); boxes are
 ``[x, y, w, h]`` in pixels.
+
+With a challenge-aware policy on (``TEST.POLICY``, see :mod:`lib.test.tracker.policies`) a
+:class:`~lib.test.tracker.policies.PolicyRun` may change the crop factor, veto the memory write,
+sharpen the window and damp the size, and ``track()`` reports what acted under ``"policy"``. The
+plain tracker has no head, so it runs policies only with ``TEST.POLICY.SOURCE: oracle``.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -18,6 +25,7 @@ from lib.models import build_model
 from lib.models.hiptrack.hiptrack import HIPTrack, TrackingState
 from lib.utils.checkpoint import CheckpointError, extract_state_dict, read_checkpoint
 from lib.models.hiptrack.vit_ce import template_ce_mask
+from lib.test.tracker.policies import NO_POLICY, ChallengePolicies, PolicyRun, blend_size, powered_window
 from lib.utils.crop import box_to_crop, clip_box, sample_target
 
 BOX_MARGIN = 10  # pixels of the box kept inside the image, as the original tracker
@@ -65,6 +73,8 @@ def check_head_matches(cfg, state: dict[str, torch.Tensor], checkpoint: str | Pa
 class HIPTrackTracker:
     """Single-object tracker around a HIPTrack network."""
 
+    reads_challenge_head: ClassVar[bool] = False  # can it feed the head's predictions to the policies?
+
     def __init__(self, network: HIPTrack, cfg, device: torch.device | str = "cpu", precision: str | None = None):
         self.network = network.to(device).eval()
         self.cfg = cfg
@@ -77,6 +87,12 @@ class HIPTrackTracker:
         self.window = hann2d(network.search_grid).to(self.device)
         self.prev_box_xywh: list[float] | None = None  # the last box [x, y, w, h], centre of the next search crop
         self.video_state: TrackingState | None = None  # the network's state of this video (template, memory bank)
+        self.policies = ChallengePolicies.from_config(cfg)
+        if self.policies.needs_predictions and not self.reads_challenge_head:
+            raise ValueError(f"{type(self).__name__} runs no classification head, but TEST.POLICY policies with "
+                             "TEST.POLICY.SOURCE predicted act on its predictions: use the hiptrack_cls tracker with "
+                             "a HIPTrack-CLS config, or TEST.POLICY.SOURCE=oracle")
+        self.policy_run: PolicyRun | None = None  # the policies' state of this video; None when all are off
 
     @classmethod
     def from_checkpoint(cls, cfg, checkpoint: str | Path, device: torch.device | str = "cpu",
@@ -114,27 +130,44 @@ class HIPTrackTracker:
             self.video_state = self.network.start_tracking(self._to_tensor(patch), template_box,
                                                            template_ce_mask(self.cfg, grid, device=self.device))
         self.prev_box_xywh = box
+        self.policy_run = (PolicyRun(self.policies, test.CLS_SMOOTHING, test.SEARCH_FACTOR, self.window)
+                           if self.policies.active else None)
 
     @torch.no_grad()
     def track(self, image: np.ndarray, info: dict | None = None) -> dict:
-        """Locate the target in the next frame; returns ``{'target_bbox': [x, y, w, h]}``."""
+        """Locate the target in the next frame; returns ``{'target_bbox': [x, y, w, h]}``, plus ``'policy'``
+        (a :class:`~lib.test.tracker.policies.PolicyRecord`) when a policy is on. With ``TEST.POLICY.SOURCE``
+        oracle, ``info['challenge_flags']`` holds the frame's ground-truth flags (K values)."""
         if self.video_state is None:
             raise RuntimeError("call initialize() before track()")
         test = self.cfg.TEST
         height, width = image.shape[:2]
-        patch, resize_factor, _ = sample_target(image, self.prev_box_xywh, test.SEARCH_FACTOR, test.SEARCH_SIZE)
+        run = self.policy_run
+        factor = test.SEARCH_FACTOR if run is None else run.begin_frame(info or {}, self._predicted_probabilities)
+        patch, resize_factor, _ = sample_target(image, self.prev_box_xywh, factor, test.SEARCH_SIZE)
         with self._autocast():
-            out = self._run_network(self._to_tensor(patch))
+            out = self._run_network(self._to_tensor(patch), None if run is None else run.allow_write)
         maps = {k: out[k].float() for k in ("score_map", "size_map", "offset_map")}
-        response = self.window * maps["score_map"]
+        decision = NO_POLICY if run is None else run.decide(out)
+        response = powered_window(self.window, decision.window_power) * maps["score_map"]
         box = self.network.box_head.boxes_from_maps(response, maps["size_map"], maps["offset_map"])
         cx, cy, w, h = (box[0] * test.SEARCH_SIZE / resize_factor).tolist()
+        w, h = blend_size(w, h, *self.prev_box_xywh[2:], decision.size_rate)
         self.prev_box_xywh = clip_box(self._to_image(cx, cy, w, h, resize_factor), height, width, BOX_MARGIN)
-        return {"target_bbox": self.prev_box_xywh, **self._extra_outputs(out)}
+        result = {"target_bbox": self.prev_box_xywh, **self._extra_outputs(out)}
+        if run is not None:
+            result["policy"] = run.end_frame(self.network.schedule.writes(self.video_state.frame_index))
+        return result
 
-    def _run_network(self, search: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The network's outputs for the normalised search crop (1, 3, S, S) of the next frame (subclass hook)."""
-        return self.network.track(self.video_state, search)
+    def _run_network(self, search: torch.Tensor, allow_write: Callable[[dict], bool] | None = None
+                     ) -> dict[str, torch.Tensor]:
+        """The network's outputs for the normalised search crop (1, 3, S, S) of the next frame, with the
+        memory-write veto ``allow_write`` (subclass hook)."""
+        return self.network.track(self.video_state, search, allow_write=allow_write)
+
+    def _predicted_probabilities(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The head's (K,) challenge probabilities of a frame (subclass hook; this tracker runs no head)."""
+        raise RuntimeError(f"{type(self).__name__} runs no classification head")
 
     def _extra_outputs(self, out: dict[str, torch.Tensor]) -> dict:
         """Further entries of ``track()``'s result from the network output (none here; subclass hook)."""
