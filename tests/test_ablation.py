@@ -167,13 +167,16 @@ def test_json_is_strict_and_plots_are_png(ground_truth, tmp_path):
     write_boxes(sequence_files(tmp_path / "r", "4-USV", "got10k").boxes, ground_truth.sequence_info(1).bbox.numpy())
     scores = evaluate_results(tmp_path / "r", ground_truth, "got10k")  # no time files: fps is nan
     result = ablation.AblationResult({"test_dataset": "synthetic_test"},
-                                     {"baseline": variant_result("baseline", scores)})
+                                     {42: {"baseline": variant_result("baseline", scores),
+                                           "multitask": variant_result("multitask", scores)}})
     plots = ablation.write_plots(result, tmp_path / "plots")
-    assert [p.name for p in plots] == ["success_plot.png", "per_challenge_ao.png"]
+    assert [p.name for p in plots] == ["success_plot.png", "per_challenge_ao.png", "differences.png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots)
     path = ablation.write_json(result, tmp_path / "ablation.json")
     data = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
-    assert data["variants"]["baseline"]["scores"]["fps"] is None
+    assert data["runs"]["42"]["baseline"]["scores"]["fps"] is None
+    assert data["comparisons"]["multitask"]["overall"]["ao"]["estimate"] == 0.0
+    assert data["summary"]["baseline"]["ao"]["seeds"] == 1
 
 
 # ----------------------------------------------------------------------------- resuming
@@ -239,7 +242,10 @@ def test_interrupted_training_continues_and_stale_results_go(tmp_path, data_dir,
 
 def test_variant_selection():
     assert [v.name for v in ablation.select_variants(None)] == ["baseline", "multitask", "fusion"]
-    with pytest.raises(ValueError, match="unknown variant.*'bogus'.*valid: baseline, multitask, fusion"):
+    # a test-time variant brings the model it tests, trained variants run first
+    assert [v.name for v in ablation.select_variants(["oracle+damping", "baseline"])] == [
+        "multitask", "baseline", "oracle+damping"]
+    with pytest.raises(ValueError, match="unknown variant.*'bogus'.*valid: baseline, multitask, fusion, film"):
         ablation.select_variants(["baseline", "bogus"])
     with pytest.raises(ValueError, match="each variant once"):
         ablation.select_variants(["baseline", "baseline"])
@@ -280,7 +286,7 @@ def test_cli_failing_child_names_variant_step_and_log(tmp_path, data_dir, capsys
         tmp_path, "--variants", "baseline", "--dataset_dir", f"synthetic={data_dir}", "--device", "cuda:99",
         "--opts", *TINY_BUDGET))
     err = capsys.readouterr().err
-    log = tmp_path / "out" / "baseline" / "ablation.log"
+    log = tmp_path / "out" / "seed42" / "baseline" / "ablation.log"
     assert code == 1 and "baseline: training failed with exit code" in err and str(log) in err
     assert "cuda" in log.read_text()
 
@@ -299,40 +305,56 @@ def test_quickstart_reuses_or_refuses_the_dataset(tmp_path, monkeypatch):
 
 
 def test_quickstart_end_to_end(tmp_path):
-    """tracking/quickstart.py from another working directory, its default folders, two steps per variant."""
+    """tracking/quickstart.py from another working directory, its default folders, two steps per variant,
+    two seeds, a policy tuned on the validation split and its oracle."""
+    variants = ["baseline", "multitask", "multitask+memory_gate", "oracle+memory_gate"]
     proc = subprocess.run([sys.executable, str(QUICKSTART_PY), "--sequences", "4", "--frames", "20",
-                           "--device", "cpu", "--opts", *TINY_BUDGET, *SMALL_CROPS],
-                          cwd=tmp_path, env={**os.environ, **ONE_THREAD}, capture_output=True, text=True, timeout=300)
+                           "--device", "cpu", "--seeds", "1", "2", "--variants", *variants,
+                           "--opts", *TINY_BUDGET, *SMALL_CROPS],
+                          cwd=tmp_path, env={**os.environ, **ONE_THREAD}, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out_dir, data_dir = tmp_path / "output" / "quickstart", tmp_path / "data" / "synthetic_quickstart"
+    assert "plan: 2 seed(s) x (2 trainings" in proc.stderr  # the cost is printed before anything runs
     data = json.loads((out_dir / "ablation.json").read_text())
-    assert list(data["variants"]) == ["baseline", "multitask"]
-    for name, variant in data["variants"].items():
-        assert 0.0 <= variant["scores"]["ao"] <= 1.0 and math.isfinite(variant["scores"]["ao"])
-        assert variant["train_seconds"] > 0 and variant["train_skipped"] is False
-    assert data["variants"]["baseline"]["challenge"] is None
-    for name in ("baseline", "multitask"):  # the training summary: the tested epoch's record of metrics.jsonl
-        [record] = read_metrics(ablation.RunPaths(out_dir / name, "hiptrack_cls_quickstart").metrics_file)
-        train_stats = {k: v for k, v in record["train"].items() if k != "confusion"}
-        assert data["variants"][name]["train_metrics"] == {"epoch": 1, **train_stats}
-        assert math.isfinite(train_stats["Loss/total"]) and ("Accuracy" in train_stats) == (name == "multitask")
-    challenge = data["variants"]["multitask"]["challenge"]
-    assert 0.0 <= challenge["accuracy"] <= 1.0 and 0.0 < challenge["majority"] <= 1.0
-    for name, tracker in (("baseline", "hiptrack"), ("multitask", "hiptrack_cls")):
-        results = results_dir(out_dir / name, tracker, "hiptrack_cls_quickstart", "synthetic_test")
-        for seq in (data_dir / "test" / "list.txt").read_text().split():
-            files = sequence_files(results, seq, "got10k")
-            assert files.boxes.is_file() and files.times.is_file()
-            assert files.challenges.is_file() == (name == "multitask")
-    for plot in ("success_plot.png", "per_challenge_ao.png"):
+    assert list(data["runs"]) == ["1", "2"] and data["settings"]["seeds"] == [1, 2]
+    test_sequences = (data_dir / "test" / "list.txt").read_text().split()
+    for seed, run in data["runs"].items():
+        assert list(run) == variants
+        seed_dir = out_dir / f"seed{seed}"
+        for name, variant in run.items():
+            assert 0.0 <= variant["scores"]["ao"] <= 1.0 and math.isfinite(variant["scores"]["ao"])
+            assert sorted(variant["scores"]["per_sequence"]) == sorted(test_sequences)  # for recomputing
+            assert variant["seed"] == int(seed)
+        for name in ("baseline", "multitask"):
+            assert run[name]["train_seconds"] > 0 and run[name]["train_skipped"] is False
+            [record] = read_metrics(ablation.RunPaths(seed_dir / name, "hiptrack_cls_quickstart").metrics_file)
+            train_stats = {k: v for k, v in record["train"].items() if k != "confusion"}
+            assert run[name]["train_metrics"] == {"epoch": 1, **train_stats}
+        assert run["baseline"]["challenge"] is None and run["oracle+memory_gate"]["challenge"] is None
+        challenge = run["multitask"]["challenge"]
+        assert 0.0 <= challenge["accuracy"] <= 1.0 and 0.0 < challenge["majority"] <= 1.0
+        assert challenge["smoothing"] in (0.0, 0.3, 0.5, 0.7, 0.9) and 0.0 <= challenge["smoothed_accuracy"] <= 1.0
+        tuning = run["multitask+memory_gate"]["tuning"]
+        assert tuning["key"] == "TEST.POLICY.MEMORY_GATE_THRESHOLD" and len(tuning["candidates"]) == 3
+        assert tuning["candidates"][str(tuning["chosen"])] == max(tuning["candidates"].values())
+        for name in ("multitask+memory_gate", "oracle+memory_gate"):  # tested on the multitask checkpoint
+            assert run[name]["checkpoint"] == run["multitask"]["checkpoint"] and run[name]["train_seconds"] is None
+        for name, tracker in (("baseline", "hiptrack"), ("multitask", "hiptrack_cls")):
+            results = results_dir(seed_dir / name, tracker, "hiptrack_cls_quickstart", "synthetic_test")
+            for seq in test_sequences:
+                files = sequence_files(results, seq, "got10k")
+                assert files.boxes.is_file() and files.times.is_file()
+                assert files.challenges.is_file() == (name == "multitask")
+    summary, comparisons = data["summary"], data["comparisons"]
+    assert summary["multitask"]["ao"]["seeds"] == 2 and summary["multitask"]["ao"]["std"] is not None
+    ci = comparisons["multitask"]["overall"]["ao"]
+    assert ci["low"] <= ci["estimate"] <= ci["high"] and ci["seeds"] == 2 and ci["sequences"] == len(test_sequences)
+    assert set(comparisons) == set(variants) - {"baseline"}
+    for plot in ("success_plot.png", "per_challenge_ao.png", "differences.png"):
         assert (out_dir / "plots" / plot).read_bytes()[:4] == b"\x89PNG"
-    assert "Variant       AO  SR0.5  SR0.75    AUC" in proc.stdout and "Challenge" in proc.stdout
-    assert "auxiliary task: AO " in proc.stdout and "vs majority-class " in proc.stdout
-    assert str(out_dir / "ablation.json") in proc.stdout and "total wall time" in proc.stdout
-    assert "baseline: training: epoch 1: Loss/total " in proc.stderr  # progress echoed while it trains
+    assert "Over 2 seed(s) (1, 2): mean ± std" in proc.stdout and "ΔAO [95% CI]" in proc.stdout
+    assert "Per challenge (AO difference" in proc.stdout
 
-
-# ----------------------------------------------------------------------------- children and progress
 
 def test_children_run_the_entry_points_as_modules(tmp_path, data_dir):
     settings = settings_for(tmp_path, data_dir)
@@ -423,3 +445,72 @@ def test_quickstart_and_ablation_accept_the_old_output_flags():
     args = parse_with_renamed_flags(ablation_cli.build_parser(), ["--config", "c", "--test_dataset", "synthetic_test",
                                                                   "--out_dir", "o"], ablation_cli.RENAMED_FLAGS)
     assert str(args.save_dir) == "o"
+
+
+def test_test_time_variants_test_their_models_checkpoint(tmp_path, data_dir):
+    settings = settings_for(tmp_path, data_dir)
+    gate, oracle = ablation.VARIANTS["multitask+memory_gate"], ablation.VARIANTS["oracle+memory_gate"]
+    cmd = ablation.test_command(settings, gate)
+    checkpoint = ablation.RunPaths(tmp_path / "multitask", "hiptrack_cls_quickstart").checkpoint(3)
+    assert cmd[cmd.index("--checkpoint") + 1] == str(checkpoint)
+    assert cmd[cmd.index("--save_dir") + 1] == str(tmp_path / "multitask+memory_gate") and "--save_cls" in cmd
+    assert "TEST.POLICY.MEMORY_GATE=True" in cmd and "MODEL.CLS_HEAD.ENABLED=True" in cmd
+    oracle_cmd = ablation.test_command(settings, oracle)
+    assert "TEST.POLICY.SOURCE=oracle" in oracle_cmd and "--save_cls" not in oracle_cmd
+    own = ablation.test_command(settings, ablation.VARIANTS["multitask"])
+    assert own[own.index("--checkpoint") + 1] == str(checkpoint)
+
+
+def test_the_threshold_is_chosen_on_the_validation_split(tmp_path, data_dir, recorded_runs, monkeypatch):
+    settings = settings_for(tmp_path, data_dir, val_dataset="synthetic_val")
+    variant = ablation.VARIANTS["multitask+damping"]
+    val_ao = {"0.3": 0.40, "0.5": 0.61, "0.7": 0.61}  # a tie goes to the first candidate
+    monkeypatch.setattr(ablation, "evaluate_results",
+                        lambda folder, dataset, fmt: {"ao": val_ao[str(folder).split("THRESHOLD=")[1].split("/")[0]]})
+    validation = ablation._Truth(None, "synthetic_val", None, None)
+    chosen, tuning, folder = ablation._tune_on_validation(settings, variant, validation, tmp_path / "log")
+    assert chosen == ("TEST.POLICY.DAMPING_THRESHOLD=0.5",) and tuning["chosen"] == 0.5
+    assert tuning["candidates"] == {0.3: 0.40, 0.5: 0.61, 0.7: 0.61} and "THRESHOLD=0.5" in str(folder)
+    datasets = [cmd[cmd.index("--dataset") + 1] for _, cmd in recorded_runs]
+    assert datasets == ["synthetic_val"] * 3  # never the test split
+    assert [cmd[-1] for _, cmd in recorded_runs] == [f"TEST.POLICY.DAMPING_THRESHOLD={v}" for v in (0.3, 0.5, 0.7)]
+
+
+def test_plan_summary_counts_and_estimates(tmp_path, data_dir):
+    settings = settings_for(tmp_path, data_dir, seeds=(0, 1, 2), val_dataset="synthetic_val")
+    chosen = ablation.select_variants(["baseline", "multitask+damping"])
+    configs = {v.name: ablation.variant_config(settings, v) for v in chosen}
+    text = ablation.plan_summary(settings, chosen, configs)
+    assert text.startswith("plan: 3 seed(s) x (2 trainings of multitask 1200 samples, baseline 1200 samples "
+                           "+ 3 test runs + 4 validation runs)") and "recorded elsewhere" in text
+    (tmp_path / "seed0" / "baseline").mkdir(parents=True)
+    (tmp_path / "seed0" / "baseline" / "train_time.json").write_text('{"seconds": 600}')
+    assert "about 60 min of training at the pace of the 1 earlier training(s)" in ablation.plan_summary(
+        settings, chosen, configs)
+
+
+def _per_sequence_scores(ao_by_sequence: dict[str, float], frames: int = 10) -> dict:
+    per_sequence = {name: {"ao": ao, "sr50": ao, "sr75": 0.0, "frames": frames,
+                           "per_challenge": {"Occlusion": {"ao": ao, "frames": frames}}}
+                    for name, ao in ao_by_sequence.items()}
+    mean = float(np.mean(list(ao_by_sequence.values())))
+    return {"ao": mean, "sr50": mean, "sr75": 0.0, "per_sequence": per_sequence,
+            "per_challenge": {"Occlusion": {"ao": mean, "frames": frames * len(ao_by_sequence)}}}
+
+
+def test_seed_tables_by_hand():
+    from lib.test.analysis.ablation_report import compare_to_reference, format_seeds_report, seed_summary
+    runs = {seed: {"baseline": variant_result("baseline", _per_sequence_scores({"a": 0.5, "b": 0.3})),
+                   "multitask": variant_result("multitask", _per_sequence_scores({"a": 0.5 + gain, "b": 0.3 + gain}),
+                                               {"accuracy": acc, "majority": 0.4, "smoothed_accuracy": acc + 0.1})}
+            for seed, gain, acc in ((0, 0.1, 0.6), (1, 0.3, 0.8))}
+    summary = seed_summary(runs)
+    assert summary["multitask"]["ao"].mean == pytest.approx(0.6) and summary["multitask"]["ao"].seeds == 2
+    assert summary["multitask"]["accuracy"].std == pytest.approx(math.sqrt(0.02))
+    assert summary["baseline"]["accuracy"].seeds == 0
+    ci = compare_to_reference(runs, replicates=500)["multitask"]["overall"]["ao"]
+    assert ci.estimate == pytest.approx(0.2) and ci.low == pytest.approx(0.2) and ci.significant  # a constant gain
+    lines = "\n".join(format_seeds_report(runs, replicates=500))
+    assert "multitask      2  0.600 ± 0.141" in lines and "0.700 ± 0.141" in lines  # AO, then ClsAcc
+    assert "+0.200 [+0.200, +0.200] *" in lines and "Occlusion" in lines
+    assert "One seed" not in lines

@@ -1,16 +1,20 @@
-"""Ablation of the auxiliary challenge task: train, test and score model variants with one seed and budget.
+"""Ablation of the auxiliary challenge task: train, test and score model variants over seeds, same budget.
 
     python tracking/ablation.py --config hiptrack_cls_quickstart --train_dataset SYNTHETIC_train \\
-        --test_dataset synthetic_test --dataset_dir synthetic=data/synthetic_maritime \\
-        --cls_ann_dir data/synthetic_maritime/cls_annotations --save_dir output/ablation
+        --test_dataset synthetic_test --val_dataset synthetic_val --dataset_dir synthetic=data/synthetic_maritime \\
+        --cls_ann_dir data/synthetic_maritime/cls_annotations --save_dir output/ablation --seeds 0 1 2
 
-Variants: baseline (plain HIPTrack), multitask (challenge head as an auxiliary loss), fusion (head
-features also fed to the box head). Each runs training then testing in a child process (python -m
-lib.train.run / lib.test.run, the code of tracking/train.py / test.py; output in
-<save_dir>/<variant>/ablation.log, epoch progress read from the trainer's metrics.jsonl); a variant
-whose tested checkpoint exists is not trained again unless --retrain. Prints the overall and
-per-challenge tables, writes <save_dir>/ablation.json and PNG plots in <save_dir>/plots/. Exit code 2
-on bad input, 1 when a step fails.
+Trained variants: baseline (plain HIPTrack), multitask (challenge head as an auxiliary loss), fusion /
+film / channel_gate (head features condition the box head's input: added, FiLM, a channel gate).
+Test-time variants reuse the multitask checkpoint with a challenge-aware tracking policy driven by the
+head (multitask+memory_gate, +search_adapt, +damping; the policy's threshold is chosen on
+--val_dataset by AO) or by the ground-truth flags (oracle+...). Each trained variant runs training then
+testing in a child process (python -m lib.train.run / lib.test.run, the code of tracking/train.py /
+test.py; output in <save_dir>/seed<s>/<variant>/ablation.log, epoch progress read from the trainer's
+metrics.jsonl); a variant whose tested checkpoint exists is not trained again unless --retrain. Prints
+the tables (mean +- std over seeds; each variant minus the baseline with a 95% paired-bootstrap
+interval, overall and per challenge), writes <save_dir>/ablation.json (every seed's per-sequence
+scores) and PNG plots in <save_dir>/plots/. Exit code 2 on bad input, 1 when a step fails.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ import logging
 import sys
 from pathlib import Path
 
-from lib.pipeline.ablation import INPUT_ERRORS, VARIANTS, AblationSettings, exit_code_of, report_lines, run_ablation
+from lib.pipeline.ablation import DEFAULT_VARIANTS, INPUT_ERRORS, VARIANTS, AblationSettings, exit_code_of, report_lines, run_ablation
 from lib.test.evaluation.results import TEST_DATASETS
 from lib.dataset.paths import add_path_arguments
 from lib.utils.cli import parse_with_renamed_flags, renamed_flags_epilog
@@ -36,12 +40,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train_dataset", nargs="+", default=None, metavar="NAME",
                         help="DATA.TRAIN.DATASETS_NAME, equal ratios (default: the config's)")
     parser.add_argument("--test_dataset", required=True, choices=list(TEST_DATASETS), help="tracking/test.py dataset")
-    parser.add_argument("--save_dir", required=True, type=Path, help="everything goes to <save_dir>/<variant>/")
-    parser.add_argument("--variants", nargs="+", default=["baseline", "multitask", "fusion"], choices=list(VARIANTS),
-                        help="variants in run order (default: all)")
+    parser.add_argument("--val_dataset", default=None, choices=list(TEST_DATASETS),
+                        help="validation split: policy thresholds and the smoothing factor are chosen there "
+                             "(default: none, no tuning)")
+    parser.add_argument("--save_dir", required=True, type=Path, help="everything goes to <save_dir>/seed<s>/<variant>/")
+    parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=list(VARIANTS),
+                        help=f"variants (default: {' '.join(DEFAULT_VARIANTS)}); the model a test-time variant "
+                             "needs is added")
     parser.add_argument("--cls_ann_dir", type=Path, default=None, metavar="DIR",
                         help="JSONL challenge labels: training targets, per-challenge table, challenge accuracy")
     parser.add_argument("--seed", type=int, default=42, help="training seed of every variant (default 42)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
+                        help="run every variant once per seed (overrides --seed), e.g. --seeds 0 1 2")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument("--threads", type=int, default=0, help="tracking/test.py worker processes (0: in-process)")
     parser.add_argument("--epoch", type=int, default=None, help="checkpoint epoch to test (default TEST.EPOCH)")
@@ -78,7 +88,8 @@ def settings_from_args(args: argparse.Namespace) -> AblationSettings:
         out_dir=args.save_dir.expanduser().absolute(),
         cls_ann_dir=args.cls_ann_dir.expanduser().absolute() if args.cls_ann_dir else None,
         path_args=absolute_path_args(args), seed=args.seed, device=args.device, threads=args.threads,
-        opts=tuple(args.opts), epoch=args.epoch, retrain=args.retrain)
+        opts=tuple(args.opts), epoch=args.epoch, retrain=args.retrain, seeds=tuple(args.seeds or ()),
+        val_dataset=args.val_dataset)
 
 
 def main(argv: list[str] | None = None) -> int:

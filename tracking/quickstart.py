@@ -2,14 +2,17 @@
 plain HIPTrack against HIPTrack-CLS (auxiliary challenge task), and compare them.
 
     python tracking/quickstart.py
-    python tracking/quickstart.py --fusion --save_dir output/quickstart --synthetic_dir data/synthetic_quickstart
+    python tracking/quickstart.py --all --seeds 0 1 2      # every variant of the study, three seeds
 
-Steps: (1) the dataset is generated into --synthetic_dir, or reused when it was generated with the same
-settings (recorded in <synthetic_dir>/quickstart_dataset.json; other settings need --overwrite);
-(2) tracking/ablation.py's pipeline runs the variants baseline and multitask (and fusion) with the
-hiptrack_cls_quickstart config; (3) the tables, a one-line verdict and the written files are
-printed. Training is skipped for variants whose checkpoint exists (unless --retrain, or the
-dataset was just generated).
+Steps: (1) the dataset (train / test splits and a validation split planned with its own seed) is
+generated into --synthetic_dir, or reused when it was generated with the same settings (recorded in
+<synthetic_dir>/quickstart_dataset.json; other settings need --overwrite); (2) tracking/ablation.py's
+pipeline runs the variants (default baseline and multitask; --fusion, --policies, --all or --variants
+for more) once per seed with the hiptrack_cls_quickstart config, choosing policy thresholds and the
+smoothing factor on the validation split; (3) the tables (mean +- std over seeds, differences to the
+baseline with 95% paired-bootstrap intervals), a one-line verdict and the written files are printed.
+What will run, and a time estimate, are printed first. Training is skipped for variants whose
+checkpoint exists (unless --retrain, or the dataset was just generated).
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from lib.pipeline.ablation import INPUT_ERRORS, AblationSettings, exit_code_of, report_lines, run_ablation
+from lib.pipeline.ablation import INPUT_ERRORS, VARIANTS, AblationSettings, exit_code_of, report_lines, run_ablation
 from lib.synthetic import generate_dataset
 from lib.utils.atomic import atomic_write_text
 
@@ -34,8 +37,12 @@ QUICKSTART_SEQUENCES = 96
 QUICKSTART_FRAMES = 50
 QUICKSTART_SIZE = "320x240"
 QUICKSTART_SEED = 0
+QUICKSTART_VAL_SEQUENCES = 24  # validation split, planned with seed QUICKSTART_SEED + 1
 
 CONFIG = "hiptrack_cls_quickstart"
+DEFAULT_VARIANTS = ("baseline", "multitask")
+POLICY_VARIANTS = tuple(n for n in VARIANTS if n.startswith(("multitask+", "oracle+")))
+ALL_VARIANTS = ("baseline", "multitask", *POLICY_VARIANTS, "film")  # the study recorded in README
 SETTINGS_FILE = "quickstart_dataset.json"  # generator settings of the dataset in --synthetic_dir
 from lib.utils.cli import parse_with_renamed_flags, renamed_flags_epilog
 
@@ -70,7 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     parser.add_argument("--seed", type=int, default=42, help="training seed (default 42)")
     parser.add_argument("--threads", type=int, default=0, help="test worker processes (0: in-process)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
+                        help="run every variant once per training seed (overrides --seed), e.g. --seeds 0 1 2")
     parser.add_argument("--fusion", action="store_true", help="also run the fusion variant")
+    parser.add_argument("--policies", action="store_true",
+                        help="also run the challenge-aware tracking policies, predicted and oracle (test time only)")
+    parser.add_argument("--all", action="store_true", help=f"run {' '.join(ALL_VARIANTS)}")
+    parser.add_argument("--variants", nargs="+", default=None, choices=list(VARIANTS),
+                        help="exactly these variants (overrides --fusion / --policies / --all)")
     parser.add_argument("--retrain", action="store_true", help="train even when checkpoints exist")
     parser.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides for every variant (e.g. a smaller budget)")
@@ -82,7 +96,8 @@ def ensure_dataset(data_dir: Path, sequences: int, frames: int, overwrite: bool)
 
     Raises :class:`DatasetMismatchError` when ``data_dir`` holds other data and not ``overwrite``.
     """
-    wanted = {"sequences": sequences, "frames": frames, "size": QUICKSTART_SIZE, "seed": QUICKSTART_SEED}
+    wanted = {"sequences": sequences, "frames": frames, "size": QUICKSTART_SIZE, "seed": QUICKSTART_SEED,
+              "val_sequences": QUICKSTART_VAL_SEQUENCES}
     settings_file = data_dir / SETTINGS_FILE
     if settings_file.is_file() and json.loads(settings_file.read_text(encoding="utf-8")) == wanted:
         logger.info("reusing the dataset in %s (%s)", data_dir, wanted)
@@ -95,7 +110,7 @@ def ensure_dataset(data_dir: Path, sequences: int, frames: int, overwrite: bool)
         logger.info("regenerating %s (was %s)", data_dir, found)
     start = time.perf_counter()
     generate_dataset(data_dir, sequences=sequences, frames=frames, seed=QUICKSTART_SEED,
-                     size=parse_size(QUICKSTART_SIZE), overwrite=True)
+                     size=parse_size(QUICKSTART_SIZE), overwrite=True, val_sequences=QUICKSTART_VAL_SEQUENCES)
     atomic_write_text(settings_file, json.dumps(wanted) + "\n")  # last: a half-written dataset is not reused
     logger.info("generated %s in %.1f s", data_dir, time.perf_counter() - start)
     return True
@@ -108,9 +123,20 @@ def settings_from_args(args: argparse.Namespace, retrain: bool) -> AblationSetti
     return AblationSettings(
         config=CONFIG,
         train_dataset_opts=("DATA.TRAIN.DATASETS_NAME=[SYNTHETIC_train]", "DATA.TRAIN.DATASETS_RATIO=[1]"),
-        test_dataset="synthetic_test", out_dir=args.save_dir.expanduser().absolute(),
+        test_dataset="synthetic_test", val_dataset="synthetic_val", out_dir=args.save_dir.expanduser().absolute(),
         cls_ann_dir=data_dir / "cls_annotations", path_args=("--dataset_dir", f"synthetic={data_dir}"),
-        seed=args.seed, device=device, threads=args.threads, opts=tuple(args.opts), retrain=retrain)
+        seed=args.seed, seeds=tuple(args.seeds or ()), device=device, threads=args.threads, opts=tuple(args.opts),
+        retrain=retrain)
+
+
+def chosen_variants(args: argparse.Namespace) -> list[str]:
+    """The variants of the command line: --variants as given, else --all, else the default plus --fusion /
+    --policies."""
+    if args.variants:
+        return list(args.variants)
+    if args.all:
+        return list(ALL_VARIANTS)
+    return [*DEFAULT_VARIANTS, *(["fusion"] if args.fusion else []), *(POLICY_VARIANTS if args.policies else [])]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--sequences and --frames must be >= 2 (train and test splits, a template and a search frame)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     start = time.perf_counter()
-    variants = ["baseline", "multitask"] + (["fusion"] if args.fusion else [])
+    variants = chosen_variants(args)
     try:
         generated = ensure_dataset(args.synthetic_dir.expanduser(), args.sequences, args.frames, args.overwrite)
         if generated and not args.retrain:

@@ -1,11 +1,24 @@
-"""Ablation of the auxiliary task: train, test and evaluate model variants with the same seed and budget.
+"""Ablation of the auxiliary task: train, test and evaluate model variants over seeds, same budget.
 
-Variants (:data:`VARIANTS`):
+Trained variants (:data:`VARIANTS`):
 
 * ``baseline``: plain HIPTrack (``MODEL.CLS_HEAD.ENABLED=False``), tested with the ``hiptrack`` tracker;
 * ``multitask``: HIPTrack-CLS, the classification loss only regularises the shared backbone;
-* ``fusion``: HIPTrack-CLS with ``MODEL.CLS_HEAD.FUSION=ADD`` (head features added before the box head;
-  the head reads tokens only, ``INPUT=tokens``, since the stem input excludes fusion).
+* ``fusion`` / ``film`` / ``channel_gate``: HIPTrack-CLS whose head features condition the box head's
+  input (``MODEL.CLS_HEAD.FUSION`` ADD / FILM / GATE; the head reads tokens only, ``INPUT=tokens``, since
+  the stem input excludes fusion).
+
+Test-time variants reuse the checkpoint of a trained one (``Variant.model``) with challenge-aware
+tracking policies (``TEST.POLICY.*``) driven by the head's predictions (``multitask+...``) or, as an
+oracle, by the ground-truth flags (``oracle+...``): the oracle separates "the policy helps" from "the
+classifier is good enough to drive it". A policy's threshold is chosen on the validation split
+(``AblationSettings.val_dataset``) by AO, never on the test split; so is the factor of the temporal
+smoothing of challenge predictions (by accuracy; raw and smoothed accuracy are both reported).
+
+Every variant runs once per training seed (``AblationSettings.seeds``) under ``<out_dir>/seed<s>/``;
+the report gives mean ± std over seeds and, for each variant's difference to the baseline, a 95%
+interval from a paired bootstrap over test sequences (:mod:`lib.test.analysis.stats`), overall and
+per challenge. ``ablation.json`` keeps every seed's per-sequence scores so that anyone can recompute.
 
 Each variant runs the project's own command-line entry points in a child process (``python -m
 lib.train.run``, then ``python -m lib.test.run``: what ``tracking/train.py`` / ``tracking/test.py``
@@ -13,9 +26,9 @@ run), so an ablation exercises exactly what a user runs. While a variant trains,
 the trainer appends to its ``metrics.jsonl`` are echoed as progress lines, and the tested epoch's
 record goes into the result. The results are then scored in this process with
 :mod:`lib.test.analysis` (box metrics, and the challenge accuracy of the classification variants
-against the JSONL labels). Everything a variant writes stays under ``<out_dir>/<variant>/``
-(checkpoints, ``metrics.jsonl``, logs, TensorBoard, results, ``ablation.log`` with the output of
-its child processes); :func:`run_ablation` writes ``<out_dir>/ablation.json`` and PNG plots in
+against the JSONL labels). Everything a variant writes stays under ``<out_dir>/seed<s>/<variant>/``
+(checkpoints, ``metrics.jsonl``, logs, TensorBoard, results, validation runs under ``val/``,
+``ablation.log`` with the output of its child processes); :func:`run_ablation` writes ``<out_dir>/ablation.json`` and PNG plots in
 ``<out_dir>/plots/``; :func:`report_lines` gives the tables of
 :mod:`lib.test.analysis.ablation_report` and the files written.
 
@@ -35,7 +48,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +58,11 @@ from lib.config.hiptrack import config_from_dict, load_config, resolve_experimen
 from lib.config.node import CfgNode
 from lib.test import run as test_entry
 from lib.test.analysis import evaluate_results, plot_per_challenge, plot_success
-from lib.test.analysis.ablation_report import format_ablation, format_summary
-from lib.test.analysis.challenges import challenge_accuracy, challenge_labels
+from lib.test.analysis.ablation_report import (compare_to_reference, format_ablation, format_seeds_report,
+                                               format_summary, seed_summary)
+from lib.test.analysis.challenges import (challenge_accuracy, challenge_labels, challenge_multi_hot, choose_smoothing,
+                                          multilabel_scores, read_predictions, smoothed_accuracy)
+from lib.test.analysis.report import plot_differences
 from lib.test.evaluation.results import results_dir, test_dataset
 from lib.utils.atomic import atomic_write_text
 from lib.dataset.base import SequenceDataset
@@ -68,15 +84,49 @@ POLL_SECONDS = 2.0            # how often a training child's metrics.jsonl is re
 
 @dataclass(frozen=True)
 class Variant:
-    """One model variant of the ablation."""
+    """One variant of the ablation: a trained model, or a test-time setting of another variant's model."""
     name: str
     tracker: str                 # tracker name of lib.test.run (tracking/test.py)
-    opts: tuple[str, ...]        # config overrides that make the variant
+    opts: tuple[str, ...]        # config overrides that make the variant (training and testing)
     description: str
+    model: str | None = None     # test-time variant: tests the checkpoint this variant trained
+    tune: tuple[str, tuple] | None = None  # (config key, candidates): chosen on the validation split by AO
+    oracle: bool = False         # driven by ground-truth challenge flags, not by the head's predictions
 
     @property
     def classifies(self) -> bool:
-        return self.tracker == CLS_TRACKER
+        """Predicts challenges (the head's predictions are saved and scored)."""
+        return self.tracker == CLS_TRACKER and not self.oracle
+
+    @property
+    def trains(self) -> bool:
+        return self.model is None
+
+
+_POLICY_THRESHOLDS = (0.3, 0.5, 0.7)  # candidates of a policy's trigger threshold, tried on the validation split
+_POLICIES = {  # policy -> (the switch, its threshold key, what it does)
+    "memory_gate": ("TEST.POLICY.MEMORY_GATE", "TEST.POLICY.MEMORY_GATE_THRESHOLD",
+                    "frames predicted Occlusion / Partial Visibility / Motion Blur are not written to memory"),
+    "search_adapt": ("TEST.POLICY.SEARCH_ADAPT", "TEST.POLICY.SEARCH_ADAPT_THRESHOLD",
+                     "a larger search region after Occlusion / Motion Blur / Scale Variation or a low peak"),
+    "damping": ("TEST.POLICY.DAMPING", "TEST.POLICY.DAMPING_THRESHOLD",
+                "stronger window penalty and smoother size under Background Clutter / Low Contrast"),
+}
+
+
+def _policy_variants() -> dict[str, Variant]:
+    """``multitask+<policy>`` (predicted challenges, threshold tuned on validation) and ``oracle+<policy>``
+    (ground-truth flags) for every policy, all on the multitask checkpoint."""
+    out = {}
+    for policy, (switch, threshold, what) in _POLICIES.items():
+        out[f"multitask+{policy}"] = Variant(f"multitask+{policy}", CLS_TRACKER, (f"{switch}=True",),
+                                             f"multitask, {what}", model="multitask",
+                                             tune=(threshold, _POLICY_THRESHOLDS))
+        out[f"oracle+{policy}"] = Variant(f"oracle+{policy}", CLS_TRACKER,
+                                          (f"{switch}=True", "TEST.POLICY.SOURCE=oracle"),
+                                          "multitask, the same policy driven by the ground-truth flags",
+                                          model="multitask", oracle=True)
+    return out
 
 
 VARIANTS: dict[str, Variant] = {
@@ -89,7 +139,15 @@ VARIANTS: dict[str, Variant] = {
     "fusion": Variant("fusion", "hiptrack_cls", ("MODEL.CLS_HEAD.ENABLED=True", "MODEL.CLS_HEAD.FUSION=ADD",
                                                 "MODEL.CLS_HEAD.INPUT=tokens"),
                       "challenge head features also added before the box head"),
+    "film": Variant("film", "hiptrack_cls", ("MODEL.CLS_HEAD.ENABLED=True", "MODEL.CLS_HEAD.FUSION=FILM",
+                                            "MODEL.CLS_HEAD.INPUT=tokens"),
+                    "challenge head features modulate the box head's input (FiLM)"),
+    "channel_gate": Variant("channel_gate", "hiptrack_cls", ("MODEL.CLS_HEAD.ENABLED=True",
+                                                            "MODEL.CLS_HEAD.FUSION=GATE", "MODEL.CLS_HEAD.INPUT=tokens"),
+                            "challenge head features gate the box head's input channels"),
+    **_policy_variants(),
 }
+DEFAULT_VARIANTS = ("baseline", "multitask", "fusion")
 
 
 @dataclass
@@ -108,6 +166,12 @@ class AblationSettings:
     epoch: int | None = None             # checkpoint epoch to test (default: TEST.EPOCH of the config)
     retrain: bool = False                # train even when the tested checkpoint exists
     extra_train_args: tuple[str, ...] = field(default_factory=tuple)
+    seeds: tuple[int, ...] = ()          # training seeds, one run of every variant each (empty: ``seed`` only)
+    val_dataset: str | None = None       # lib.test.run dataset of the validation split (tuning); None: no tuning
+
+    @property
+    def seed_list(self) -> tuple[int, ...]:
+        return tuple(self.seeds) or (self.seed,)
 
 
 # the stats of a metrics.jsonl record echoed while a variant trains, so a long run shows progress
@@ -182,7 +246,9 @@ def _run(cmd: list[str], what: str, log_file: Path) -> float:
 
 
 def _variant_opts(settings: AblationSettings, variant: Variant) -> list[str]:
-    opts = [*settings.train_dataset_opts, *variant.opts, *settings.opts]
+    """Config overrides of a variant: a test-time variant's are its model's plus its own."""
+    model_opts = VARIANTS[variant.model].opts if variant.model else ()
+    opts = [*settings.train_dataset_opts, *model_opts, *variant.opts, *settings.opts]
     if settings.cls_ann_dir is not None:
         opts.append(f"DATA.TRAIN.CLS_ANN_DIR={settings.cls_ann_dir}")
     if settings.epoch is not None:
@@ -198,15 +264,27 @@ def train_command(settings: AblationSettings, variant: Variant) -> list[str]:
             "--opts", *_variant_opts(settings, variant)]
 
 
-def test_command(settings: AblationSettings, variant: Variant) -> list[str]:
+def test_command(settings: AblationSettings, variant: Variant, dataset: str | None = None,
+                 save_dir: Path | None = None, extra_opts: Sequence[str] = ()) -> list[str]:
     """The test command line of a variant (``python -m lib.test.run``; challenge predictions saved
-    when it has a head)."""
-    cmd = [sys.executable, "-m", TEST_MODULE, variant.tracker, settings.config, "--dataset", settings.test_dataset,
-           "--save_dir", str(settings.out_dir / variant.name), "--device", settings.device,
-           "--threads", str(settings.threads), *settings.path_args]
+    when it predicts them; a test-time variant loads its model's checkpoint) on ``dataset`` (default the
+    test split) into ``save_dir`` (default the variant's folder), always naming the checkpoint."""
+    cmd = [sys.executable, "-m", TEST_MODULE, variant.tracker, settings.config,
+           "--dataset", dataset or settings.test_dataset, "--save_dir", str(save_dir or settings.out_dir / variant.name),
+           "--device", settings.device, "--threads", str(settings.threads), *settings.path_args]
     if variant.classifies:
         cmd.append("--save_cls")
-    return [*cmd, "--opts", *_variant_opts(settings, variant)]
+    cmd += ["--checkpoint", str(model_checkpoint(settings, variant))]  # also when the results go elsewhere
+    if variant.oracle:  # the policies read the ground-truth flags of each frame
+        cmd += ["--cls_ann_dir", str(settings.cls_ann_dir)]
+    return [*cmd, "--opts", *_variant_opts(settings, variant), *extra_opts]
+
+
+def model_checkpoint(settings: AblationSettings, variant: Variant) -> Path:
+    """The checkpoint a variant tests: the tested epoch of its own training run or of its model's."""
+    model = variant.model or variant.name
+    epoch = variant_config(settings, VARIANTS[model]).TEST.EPOCH
+    return RunPaths(settings.out_dir / model, config_name(settings.config)).checkpoint(epoch)
 
 
 def config_name(config: str) -> str:
@@ -228,8 +306,11 @@ class VariantResult:
     train_skipped: bool          # the checkpoint already existed (the time is the earlier run's)
     test_seconds: float
     scores: dict                 # lib.test.analysis.evaluate_results output
-    challenge: dict | None       # challenge_accuracy output; None without a head or without labels
+    challenge: dict | None       # challenge_accuracy output (+ smoothed accuracy, multi-label scores); None
+                                 # without predictions or labels
     train_metrics: dict | None = None  # the tested epoch's train stats from metrics.jsonl (None: no record)
+    seed: int | None = None            # the training seed of this run
+    tuning: dict | None = None         # {"key", "candidates": {value: validation AO}, "chosen"} of a tuned variant
 
     @property
     def classifies(self) -> bool:
@@ -238,22 +319,31 @@ class VariantResult:
 
 @dataclass
 class AblationResult:
-    """Every variant of one ablation, in run order, and the files written."""
+    """Every variant of one ablation per training seed (``{seed: {variant: result}}``, run order) and the
+    files written."""
     settings: dict
-    variants: dict[str, VariantResult]
+    runs: dict[int, dict[str, VariantResult]]
     json_path: Path | None = None
     plots: list[Path] = field(default_factory=list)
 
+    @property
+    def variants(self) -> dict[str, VariantResult]:
+        """The first seed's results (the whole result when one seed ran)."""
+        return next(iter(self.runs.values()))
+
 
 def select_variants(names: Sequence[str] | None) -> list[Variant]:
-    """The :data:`VARIANTS` of ``names`` (all when ``None``); unknown or repeated names are a ValueError."""
-    names = list(VARIANTS) if names is None else list(names)
+    """The :data:`VARIANTS` of ``names`` (default :data:`DEFAULT_VARIANTS`), trained variants first and the
+    models that test-time variants need added; unknown or repeated names are a ValueError."""
+    names = list(DEFAULT_VARIANTS) if names is None else list(names)
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variant(s) {', '.join(map(repr, unknown))}; valid: {', '.join(VARIANTS)}")
     if len(set(names)) != len(names) or not names:
         raise ValueError(f"give each variant once (at least one), got {names}")
-    return [VARIANTS[n] for n in names]
+    needed = [VARIANTS[n].model for n in names if VARIANTS[n].model and VARIANTS[n].model not in names]
+    names = list(dict.fromkeys(needed)) + names
+    return [VARIANTS[n] for n in names if VARIANTS[n].trains] + [VARIANTS[n] for n in names if not VARIANTS[n].trains]
 
 
 def dataset_paths(path_args: Sequence[str]) -> DatasetPaths:
@@ -336,14 +426,20 @@ def _train(settings: AblationSettings, variant: Variant, cfg: CfgNode, log_file:
     return seconds, False
 
 
-def _check_inputs(settings: AblationSettings, variants: Sequence[Variant]) -> tuple[SequenceDataset, dict]:
-    """Fail before any child runs: configs, test dataset name, dataset roots, label folder.
-    Returns the test ground truth (with labels) and ``{variant name: config}``."""
+def _check_inputs(settings: AblationSettings, variants: Sequence[Variant]
+                  ) -> tuple[SequenceDataset, SequenceDataset | None, dict]:
+    """Fail before any child runs: configs, dataset names, dataset roots, label folder.
+    Returns the test and validation ground truth (with labels) and ``{variant name: config}``."""
     spec = test_dataset(settings.test_dataset)
     if not spec.has_ground_truth:
         raise ValueError(f"{settings.test_dataset} has no public ground truth, so an ablation cannot score it")
+    val_spec = test_dataset(settings.val_dataset) if settings.val_dataset else None
+    if val_spec is not None and not val_spec.has_ground_truth:
+        raise ValueError(f"{settings.val_dataset} has no public ground truth: it cannot be a validation split")
     if settings.cls_ann_dir is not None and not Path(settings.cls_ann_dir).is_dir():
         raise FileNotFoundError(f"challenge label folder {settings.cls_ann_dir} not found (--cls_ann_dir)")
+    if any(v.oracle for v in variants) and settings.cls_ann_dir is None:
+        raise ValueError("oracle variants need the challenge labels of the test sequences (--cls_ann_dir)")
     configs = {v.name: variant_config(settings, v) for v in variants}
     for name, cfg in configs.items():
         if cfg.TEST.EPOCH > cfg.TRAIN.EPOCH:
@@ -352,27 +448,108 @@ def _check_inputs(settings: AblationSettings, variants: Sequence[Variant]) -> tu
     paths = dataset_paths(settings.path_args)
     for name in dict.fromkeys(n for cfg in configs.values() for n in cfg.DATA.TRAIN.DATASETS_NAME):
         build_dataset(name, paths)
-    ground_truth = build_dataset(spec.registry_name, paths, cls_ann_dir=settings.cls_ann_dir,
-                                 label_seed=settings.seed)  # the training targets' seed: same tie-breaks
-    return ground_truth, configs
+    # labels with the base seed's tie-breaks for every seed, so per-challenge scores pair across seeds
+    ground_truth = build_dataset(spec.registry_name, paths, cls_ann_dir=settings.cls_ann_dir, label_seed=settings.seed)
+    validation = (build_dataset(val_spec.registry_name, paths, cls_ann_dir=settings.cls_ann_dir,
+                                label_seed=settings.seed) if val_spec is not None else None)
+    return ground_truth, validation, configs
 
 
-def run_variant(settings: AblationSettings, variant: Variant, cfg: CfgNode, ground_truth: SequenceDataset,
-                labels: dict[str, np.ndarray] | None) -> VariantResult:
-    """Train (or reuse the checkpoint), test and score one variant."""
+@dataclass
+class _Truth:
+    """Ground truth of one split for scoring: boxes, and challenge labels when there are label files."""
+    dataset: SequenceDataset
+    name: str                              # lib.test.run dataset name
+    labels: dict[str, np.ndarray] | None   # sequence -> (N,) class ids
+    multi_hot: dict[str, np.ndarray] | None
+
+    @classmethod
+    def of(cls, dataset: SequenceDataset | None, name: str | None, labelled: bool) -> _Truth | None:
+        if dataset is None:
+            return None
+        return cls(dataset, name, challenge_labels(dataset) if labelled else None,
+                   challenge_multi_hot(dataset) if labelled else None)
+
+
+def _results_of(settings: AblationSettings, variant: Variant, dataset: str, save_dir: Path | None = None) -> Path:
+    return results_dir(save_dir or settings.out_dir / variant.name, variant.tracker, config_name(settings.config),
+                       dataset)
+
+
+def _tune_on_validation(settings: AblationSettings, variant: Variant, validation: _Truth, log_file: Path
+                        ) -> tuple[tuple[str, ...], dict, Path]:
+    """Test every candidate of ``variant.tune`` on the validation split and keep the best by AO (ties: the
+    first); returns the chosen override, the tuning record and the chosen run's results folder."""
+    key, candidates = variant.tune
+    fmt = test_dataset(validation.name).result_format
+    val_ao, folders = {}, {}
+    for value in candidates:
+        save_dir = settings.out_dir / variant.name / "val" / f"{key}={value}"
+        _run(test_command(settings, variant, validation.name, save_dir, [f"{key}={value}"]),
+             f"{variant.name}: validation {key}={value}", log_file)
+        folders[value] = _results_of(settings, variant, validation.name, save_dir)
+        val_ao[value] = evaluate_results(folders[value], validation.dataset, fmt)["ao"]
+    chosen = max(candidates, key=lambda v: val_ao[v])  # max keeps the first of equal values
+    _note(log_file, f"{variant.name}: {key}={chosen} chosen on {validation.name} (AO "
+                    + ", ".join(f"{v}: {ao:.3f}" for v, ao in val_ao.items()) + ")")
+    return (f"{key}={chosen}",), {"key": key, "candidates": val_ao, "chosen": chosen}, folders[chosen]
+
+
+def _validation_predictions(settings: AblationSettings, variant: Variant, validation: _Truth, log_file: Path,
+                            tuned_results: Path | None, chosen: Sequence[str]) -> dict[str, np.ndarray]:
+    """The variant's challenge probabilities on the validation split (a tuning run's, else one more run)."""
+    results = tuned_results
+    if results is None:
+        save_dir = settings.out_dir / variant.name / "val" / "predictions"
+        _run(test_command(settings, variant, validation.name, save_dir, chosen), f"{variant.name}: validation",
+             log_file)
+        results = _results_of(settings, variant, validation.name, save_dir)
+    return read_predictions(results, test_dataset(validation.name).result_format, list(validation.labels))
+
+
+def _challenge_scores(variant: Variant, cfg: CfgNode, results: Path, truth: _Truth,
+                      validation_probs: dict[str, np.ndarray] | None, validation: _Truth | None) -> dict | None:
+    """Accuracy (raw and smoothed with the factor best on validation), majority baseline and, in the
+    multi-label mode, AP / mAP / macro-F1 at thresholds picked on validation."""
+    if not variant.classifies or truth.labels is None:
+        return None
+    fmt = test_dataset(truth.name).result_format
+    scores = challenge_accuracy(results, fmt, truth.labels)
+    probs = read_predictions(results, fmt, list(truth.labels))
+    if validation_probs is not None:
+        alpha, tried = choose_smoothing(validation_probs, validation.labels)
+        scores.update(smoothing=alpha, smoothing_candidates=tried,
+                      smoothed_accuracy=smoothed_accuracy(probs, truth.labels, alpha))
+    if cfg.MODEL.CLS_HEAD.MODE == "multi":
+        thresholds = (multilabel_scores(validation_probs, validation.multi_hot, validation.labels)["thresholds"]
+                      if validation_probs is not None else None)
+        scores["multilabel"] = multilabel_scores(probs, truth.multi_hot, truth.labels, thresholds)
+        scores["multilabel"]["thresholds"] = thresholds  # the validation thresholds, not the test-best ones
+    return scores
+
+
+def run_variant(settings: AblationSettings, variant: Variant, cfg: CfgNode, truth: _Truth,
+                validation: _Truth | None = None) -> VariantResult:
+    """Train (or reuse the checkpoint; test-time variants use their model's), tune on the validation
+    split, test and score one variant for ``settings.seed``."""
     log_file = settings.out_dir / variant.name / "ablation.log"
-    _note(log_file, f"{variant.name} ({variant.description}): {time.strftime('%Y-%m-%d %H:%M:%S')}")
-    train_seconds, skipped = _train(settings, variant, cfg, log_file)
-    test_seconds = _run(test_command(settings, variant), f"{variant.name}: testing", log_file)
-    param = config_name(settings.config)
-    results = results_dir(settings.out_dir / variant.name, variant.tracker, param, settings.test_dataset)
-    result_format = test_dataset(settings.test_dataset).result_format
-    scores = evaluate_results(results, ground_truth, result_format)
-    challenge = challenge_accuracy(results, result_format, labels) if variant.classifies and labels else None
-    run_paths = RunPaths(settings.out_dir / variant.name, param)
-    return VariantResult(variant.name, variant.tracker, variant.description, str(run_paths.checkpoint(cfg.TEST.EPOCH)),
+    _note(log_file, f"{variant.name} ({variant.description}), seed {settings.seed}: "
+                    f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
+    train_seconds, skipped = _train(settings, variant, cfg, log_file) if variant.trains else (None, False)
+    chosen, tuning, tuned_results = (), None, None
+    if variant.tune and validation is not None:
+        chosen, tuning, tuned_results = _tune_on_validation(settings, variant, validation, log_file)
+    test_seconds = _run(test_command(settings, variant, extra_opts=chosen), f"{variant.name}: testing", log_file)
+    results = _results_of(settings, variant, settings.test_dataset)
+    scores = evaluate_results(results, truth.dataset, test_dataset(settings.test_dataset).result_format)
+    validation_probs = None
+    if variant.classifies and validation is not None and validation.labels is not None:
+        validation_probs = _validation_predictions(settings, variant, validation, log_file, tuned_results, chosen)
+    challenge = _challenge_scores(variant, cfg, results, truth, validation_probs, validation)
+    run_paths = RunPaths(settings.out_dir / (variant.model or variant.name), config_name(settings.config))
+    return VariantResult(variant.name, variant.tracker, variant.description, str(model_checkpoint(settings, variant)),
                          str(results), str(log_file), train_seconds, skipped, test_seconds, scores, challenge,
-                         train_stats_of_epoch(run_paths.metrics_file, cfg.TEST.EPOCH))
+                         train_stats_of_epoch(run_paths.metrics_file, cfg.TEST.EPOCH), settings.seed, tuning)
 
 
 def train_stats_of_epoch(metrics_file: Path, epoch: int) -> dict | None:
@@ -393,46 +570,121 @@ def train_stats_of_epoch(metrics_file: Path, epoch: int) -> dict | None:
 
 
 def run_ablation(settings: AblationSettings, variants: Sequence[str] | None = None) -> AblationResult:
-    """Train, test and score each variant (default: all of :data:`VARIANTS`) in turn; write
-    ``<out_dir>/ablation.json`` and the plots of ``<out_dir>/plots/``.
+    """Train, test and score each variant (default :data:`DEFAULT_VARIANTS`) for every seed of
+    ``settings.seed_list``, in ``<out_dir>/seed<s>/``; write ``<out_dir>/ablation.json`` and the plots of
+    ``<out_dir>/plots/``.
 
     Raises ValueError / FileNotFoundError (bad variant, config, dataset or label folder, before any
     training) and RuntimeError naming the variant, the step and its log when a child process fails.
     """
     chosen = select_variants(variants)
-    ground_truth, configs = _check_inputs(settings, chosen)
-    labels = challenge_labels(ground_truth) if settings.cls_ann_dir is not None else None
-    done = {v.name: run_variant(settings, v, configs[v.name], ground_truth, labels) for v in chosen}
-    result = AblationResult(_settings_record(settings, chosen), done)
+    test_truth, val_truth, configs = _check_inputs(settings, chosen)
+    labelled = settings.cls_ann_dir is not None
+    truth = _Truth.of(test_truth, settings.test_dataset, labelled)
+    validation = _Truth.of(val_truth, settings.val_dataset, labelled)
+    logger.info("%s", plan_summary(settings, chosen, configs))
+    runs = {}
+    for seed in settings.seed_list:
+        seed_settings = replace(settings, seed=seed, out_dir=seed_dir(settings, seed))
+        runs[seed] = {v.name: run_variant(seed_settings, v, configs[v.name], truth, validation) for v in chosen}
+    result = AblationResult(_settings_record(settings, chosen), runs)
     result.plots = write_plots(result, settings.out_dir / "plots")
     result.json_path = write_json(result, settings.out_dir / "ablation.json")
     return result
 
 
+def seed_dir(settings: AblationSettings, seed: int) -> Path:
+    """Where the runs of one training seed go."""
+    return settings.out_dir / f"seed{seed}"
+
+
+# a recorded figure, printed as such when no run in the output folder tells the pace of this machine
+RECORDED_TRAINING = "about 12 min per quick-start variant (36 x 400 samples) on a 2-core AMD EPYC, 2026-12-05"
+
+
+def plan_summary(settings: AblationSettings, variants: Sequence[Variant], configs: dict[str, CfgNode]) -> str:
+    """What an ablation will run, printed before it starts: trainings, test runs and a time estimate from
+    earlier trainings of this config in the output folder (else the recorded figure, named as such)."""
+    seeds = settings.seed_list
+    trained = [v for v in variants if v.trains]
+    samples = {v.name: configs[v.name].TRAIN.EPOCH * configs[v.name].DATA.TRAIN.SAMPLE_PER_EPOCH for v in trained}
+    tuned = sum(len(v.tune[1]) for v in variants if v.tune) if settings.val_dataset else 0
+    predicted = sum(v.classifies and not v.tune for v in variants) if settings.val_dataset else 0
+    lines = [f"plan: {len(seeds)} seed(s) x ({len(trained)} trainings of {', '.join(f'{n} {s} samples' for n, s in samples.items())}"
+             f" + {len(variants)} test runs + {tuned + predicted} validation runs)"]
+    paces = [json.loads(f.read_text(encoding="utf-8"))["seconds"] for f in settings.out_dir.glob("seed*/*/train_time.json")]
+    if paces:
+        minutes = sum(paces) / len(paces) / 60 * len(trained) * len(seeds)
+        lines.append(f"about {minutes:.0f} min of training at the pace of the {len(paces)} earlier training(s) "
+                     f"in {settings.out_dir}, plus testing")
+    else:
+        lines.append(f"no earlier run here to time; recorded elsewhere: {RECORDED_TRAINING} (x "
+                     f"{len(trained) * len(seeds)} trainings)")
+    return "; ".join(lines)
+
+
 def _settings_record(settings: AblationSettings, variants: Sequence[Variant]) -> dict:
     record = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()}
-    return {**record, "variants": [v.name for v in variants]}
+    return {**record, "seeds": list(settings.seed_list), "variants": [v.name for v in variants]}
+
+
+def _interval_record(ci) -> dict:
+    return {"estimate": ci.estimate, "low": ci.low, "high": ci.high, "level": ci.level, "significant": ci.significant,
+            "sequences": ci.sequences, "seeds": ci.seeds}
 
 
 def write_json(result: AblationResult, path: Path) -> Path:
-    """``{"settings", "variants": {name: VariantResult fields}, "plots"}`` written atomically."""
-    data = {"settings": result.settings, "variants": {n: asdict(v) for n, v in result.variants.items()},
+    """``{"settings", "runs": {seed: {name: VariantResult fields}}, "summary": {name: {metric: {mean, std,
+    seeds}}}, "comparisons": {name: {"overall": {metric: interval}, "per_challenge": {class: interval}}},
+    "plots"}`` written atomically; each run's ``scores.per_sequence`` holds the per-sequence scores."""
+    comparisons = compare_to_reference(result.runs)
+    data = {"settings": result.settings,
+            "runs": {str(seed): {n: asdict(v) for n, v in run.items()} for seed, run in result.runs.items()},
+            "summary": {n: {m: asdict(s) for m, s in spread.items()} for n, spread in seed_summary(result.runs).items()},
+            "comparisons": {n: {part: {k: _interval_record(ci) for k, ci in c[part].items()}
+                                for part in ("overall", "per_challenge")} for n, c in comparisons.items()},
             "plots": [str(p) for p in result.plots]}
     return atomic_write_text(path, json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
 
 
+def _mean_scores(rows: Sequence[VariantResult]) -> dict:
+    """Scores of one variant averaged over seeds: AO / AUC, the success curve and per-challenge AO."""
+    first = rows[0].scores
+    mean = {k: float(np.mean([r.scores[k] for r in rows])) for k in ("ao", "auc")}
+    mean["success_curve"] = {"thresholds": first["success_curve"]["thresholds"],
+                             "success": np.mean([r.scores["success_curve"]["success"] for r in rows], axis=0).tolist()}
+    classes = first.get("per_challenge", {})
+    mean["per_challenge"] = {c: {"ao": float(np.mean([r.scores["per_challenge"][c]["ao"] for r in rows]))}
+                             for c in classes}
+    return mean
+
+
 def write_plots(result: AblationResult, plot_dir: Path) -> list[Path]:
-    """Success plot and (with labels) per-challenge AO bars of every variant, as PNG files."""
-    scores = {name: v.scores for name, v in result.variants.items()}
+    """Success plot (mean curve over seeds), per-challenge AO bars (mean, std over seeds as error bars)
+    and the differences to the baseline with their 95% intervals, as PNG files."""
+    names = list(result.variants)
+    rows = {n: [run[n] for run in result.runs.values()] for n in names}
+    scores = {n: _mean_scores(r) for n, r in rows.items()}
+    errors = None
+    if len(result.runs) > 1:
+        errors = {n: {c: float(np.std([x.scores["per_challenge"][c]["ao"] for x in r], ddof=1))
+                      for c in scores[n]["per_challenge"]} for n, r in rows.items()}
     dataset = result.settings.get("test_dataset", "")
-    written = [plot_success(scores, plot_dir / "success_plot.png", title=f"Success plot: {dataset}")]
-    per_challenge = plot_per_challenge(scores, plot_dir / "per_challenge_ao.png", title=f"AO per challenge: {dataset}")
-    return written + ([per_challenge] if per_challenge is not None else [])
+    seeds = f" ({len(result.runs)} seeds)" if len(result.runs) > 1 else ""
+    written = [plot_success(scores, plot_dir / "success_plot.png", title=f"Success plot: {dataset}{seeds}")]
+    per_challenge = plot_per_challenge(scores, plot_dir / "per_challenge_ao.png",
+                                       title=f"AO per challenge: {dataset}{seeds}", errors=errors)
+    intervals = {n: {"overall AO": c["overall"]["ao"], **c["per_challenge"]}
+                 for n, c in compare_to_reference(result.runs, replicates=2000).items()}
+    differences = plot_differences(intervals, plot_dir / "differences.png")
+    return written + [p for p in (per_challenge, differences) if p is not None]
 
 
 def report_lines(result: AblationResult) -> list[str]:
-    """What the ablation and quick-start CLIs print: the tables, the summary and the files written."""
-    return [format_ablation(result.variants), "", *format_summary(result.variants),
+    """What the ablation and quick-start CLIs print: the tables (one seed in detail, then every seed
+    with intervals), the summary and the files written."""
+    lines = [format_ablation(result.variants), "", *format_summary(result.variants), ""] if len(result.runs) == 1 else []
+    return [*lines, *format_seeds_report(result.runs), "",
             *(f"wrote {path}" for path in [*result.plots, result.json_path])]
 
 

@@ -1,4 +1,5 @@
-"""Text tables and summary lines of an ablation (baseline vs multi-task vs fusion variants).
+"""Text tables and summary lines of an ablation (baseline vs multi-task vs fusion variants), for one
+seed and over several seeds (mean ± std, differences with paired-bootstrap intervals).
 
 Every function takes ``{variant name: row}`` in run order, a row being anything with the
 attributes of :class:`VariantRow` (the ablation pipeline's ``VariantResult``). Scores are shown as
@@ -10,8 +11,11 @@ import math
 from collections.abc import Mapping
 from typing import Protocol
 
+import numpy as np
+
 from lib.challenges import CLASS_NAMES
 from lib.test.analysis.report import format_table
+from lib.test.analysis.stats import DEFAULT_REPLICATES, DifferenceInterval, SeedSpread, compare_scores, seed_spread
 
 
 class VariantRow(Protocol):
@@ -107,3 +111,115 @@ def format_ablation(variants: Mapping[str, VariantRow]) -> str:
     if challenges:
         parts += ["", "Per challenge (AO; Δ: variant minus baseline)", challenges]
     return "\n".join(parts)
+
+
+# -- several seeds ----------------------------------------------------------------------------
+SEED_METRICS = ("ao", "sr50", "sr75")
+DIFFERENCE_METRICS = ("ao", "sr50", "sr75")
+
+
+def seed_summary(runs: Mapping[int, Mapping[str, VariantRow]]) -> dict[str, dict[str, SeedSpread]]:
+    """``{variant: {metric: SeedSpread}}`` over seeds of AO / SR0.5 / SR0.75, the challenge accuracy
+    (raw and smoothed, when predicted) and the training minutes."""
+    variants = list(next(iter(runs.values())))
+    out = {}
+    for name in variants:
+        rows = [run[name] for run in runs.values()]
+        spread = {m: seed_spread(np.array([r.scores.get(m, np.nan) for r in rows], dtype=float)) for m in SEED_METRICS}
+        for key, field in (("accuracy", "accuracy"), ("smoothed", "smoothed_accuracy"), ("majority", "majority")):
+            spread[key] = seed_spread(np.array([(r.challenge or {}).get(field, np.nan) for r in rows], dtype=float))
+        minutes = [np.nan if r.train_seconds is None else r.train_seconds / 60 for r in rows]
+        spread["train_minutes"] = seed_spread(np.array(minutes, dtype=float))
+        out[name] = spread
+    return out
+
+
+def compare_to_reference(runs: Mapping[int, Mapping[str, VariantRow]], reference: str = "baseline",
+                         replicates: int = DEFAULT_REPLICATES) -> dict[str, dict]:
+    """``{variant: {"overall": {metric: DifferenceInterval}, "per_challenge": {class: DifferenceInterval}}}``:
+    each variant minus ``reference`` with a paired bootstrap interval over test sequences (seeds paired);
+    per challenge for AO. Empty when the reference did not run."""
+    seeds = list(runs)
+    if reference not in runs[seeds[0]]:
+        return {}
+    base = [runs[s][reference].scores for s in seeds]
+    classes = [c for c in CLASS_NAMES if c in base[0].get("per_challenge", {})]
+    out = {}
+    for name in runs[seeds[0]]:
+        if name == reference:
+            continue
+        scores = [runs[s][name].scores for s in seeds]
+        out[name] = {"overall": {m: compare_scores(scores, base, m, replicates=replicates) for m in DIFFERENCE_METRICS},
+                     "per_challenge": {c: compare_scores(scores, base, "ao", c, replicates=replicates)
+                                       for c in classes}}
+    return out
+
+
+def _mean_std(spread: SeedSpread, fmt: str = ".3f") -> str:
+    if spread.seeds == 0:
+        return "-"
+    if spread.seeds == 1:
+        return format(spread.mean, fmt)
+    return f"{format(spread.mean, fmt)} ± {format(spread.std, fmt)}"
+
+
+def format_seed_table(summary: Mapping[str, Mapping[str, SeedSpread]]) -> str:
+    """One row per variant: mean ± std over seeds of AO, SR0.5, SR0.75, challenge accuracy (raw and
+    smoothed), the majority-class accuracy and the training minutes."""
+    headers = ["Variant", "Seeds", "AO", "SR0.5", "SR0.75", "ClsAcc", "ClsAcc smoothed", "Majority", "Train min"]
+    rows = [[name, str(s["ao"].seeds), *(_mean_std(s[m]) for m in SEED_METRICS), _mean_std(s["accuracy"]),
+             _mean_std(s["smoothed"]), _mean_std(s["majority"]), _mean_std(s["train_minutes"], ".1f")]
+            for name, s in summary.items()]
+    return format_table(headers, rows)
+
+
+def _interval(ci: DifferenceInterval) -> str:
+    if math.isnan(ci.estimate):
+        return "-"
+    mark = " *" if ci.significant else ""
+    return f"{ci.estimate:+.3f} [{ci.low:+.3f}, {ci.high:+.3f}]{mark}"
+
+
+def format_difference_table(comparisons: Mapping[str, Mapping], reference: str = "baseline") -> str:
+    """One row per variant: the difference to ``reference`` of AO, SR0.5 and SR0.75 with the 95%
+    interval; ``*`` marks an interval that excludes 0."""
+    headers = ["Variant", "ΔAO [95% CI]", "ΔSR0.5 [95% CI]", "ΔSR0.75 [95% CI]"]
+    rows = [[name, *(_interval(c["overall"][m]) for m in DIFFERENCE_METRICS)] for name, c in comparisons.items()]
+    return format_table(headers, rows)
+
+
+def format_challenge_differences(comparisons: Mapping[str, Mapping]) -> str:
+    """One row per challenge and variant: frames and the AO difference with its 95% interval."""
+    headers = ["Challenge", "Variant", "Frames", "ΔAO [95% CI]"]
+    rows = []
+    classes = [c for c in CLASS_NAMES if any(c in v["per_challenge"] for v in comparisons.values())]
+    for c in classes:
+        for name, comp in comparisons.items():
+            ci = comp["per_challenge"].get(c)
+            if ci is not None:
+                rows.append([c, name, str(ci.sequences), _interval(ci)])
+    return format_table(headers, rows) if rows else ""
+
+
+def format_seeds_report(runs: Mapping[int, Mapping[str, VariantRow]], reference: str = "baseline",
+                        replicates: int = DEFAULT_REPLICATES) -> list[str]:
+    """The multi-seed tables as printed by the scripts: summary over seeds, differences to the reference
+    with paired-bootstrap intervals, overall and per challenge."""
+    seeds = list(runs)
+    first = next(iter(runs.values()))
+    sequences = next(iter(first.values())).scores.get("sequences", 0)
+    lines = [f"Over {len(seeds)} seed(s) ({', '.join(map(str, seeds))}): mean ± std (std needs 2+ seeds)",
+             format_seed_table(seed_summary(runs))]
+    comparisons = compare_to_reference(runs, reference, replicates)
+    if comparisons:
+        lines += ["", f"Difference to {reference}: estimate [95% interval], paired bootstrap over {sequences} test "
+                      f"sequences (seeds paired, {replicates} replicates); * = the interval excludes 0",
+                  format_difference_table(comparisons, reference)]
+        per_challenge = format_challenge_differences(comparisons)
+        if per_challenge:
+            lines += ["", "Per challenge (AO difference; Frames column: sequences with frames of the class)",
+                      per_challenge]
+        if len(seeds) == 1:
+            lines.append("One seed: the intervals cover the choice of test sequences, not training noise; "
+                         "run several seeds (--seeds) before reading a difference as an effect.")
+    return lines

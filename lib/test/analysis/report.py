@@ -112,9 +112,11 @@ def plot_success(results: Mapping[str, dict], path: str | Path, title: str = "Su
     return path
 
 
-def plot_per_challenge(results: Mapping[str, dict], path: str | Path, title: str = "AO per challenge") -> Path | None:
-    """Write a PNG bar chart of the per-challenge AO of each label; ``None`` (nothing written)
-    when no label has challenge labels."""
+def plot_per_challenge(results: Mapping[str, dict], path: str | Path, title: str = "AO per challenge",
+                       errors: Mapping[str, Mapping[str, float]] | None = None) -> Path | None:
+    """Write a PNG bar chart of the per-challenge AO of each label, with ``errors[label][class]`` as
+    error bars when given (e.g. the standard deviation over seeds); ``None`` (nothing written) when no
+    label has challenge labels."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -129,10 +131,53 @@ def plot_per_challenge(results: Mapping[str, dict], path: str | Path, title: str
     try:
         for k, (label, r) in enumerate(results.items()):
             values = [r["per_challenge"].get(c, {}).get("ao", float("nan")) for c in classes]
-            ax.bar([i + k * width for i in range(len(classes))], values, width=width, label=label)
+            yerr = [errors[label].get(c, 0.0) for c in classes] if errors and label in errors else None
+            ax.bar([i + k * width for i in range(len(classes))], values, width=width, label=label, yerr=yerr,
+                   capsize=2 if yerr else 0)
         ax.set_xticks([i + 0.4 - width / 2 for i in range(len(classes))], classes, rotation=30, ha="right")
         ax.set(ylim=(0, 1), ylabel="AO", title=title)
         ax.legend()
+        fig.tight_layout()
+        fig.savefig(path, format="png")
+    finally:
+        plt.close(fig)
+    return path
+
+
+def plot_differences(intervals: Mapping[str, Mapping[str, object]], path: str | Path,
+                     title: str = "Difference to the baseline (95% interval)") -> Path | None:
+    """Write a PNG of differences with their intervals: ``{variant: {row label: DifferenceInterval}}``, one
+    panel per variant, a row per label (e.g. "overall AO" and each challenge), a vertical line at 0;
+    intervals that exclude 0 are drawn darker. ``None`` when there is nothing to draw."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variants = [v for v, rows in intervals.items() if rows]
+    if not variants:
+        return None
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = max(len(intervals[v]) for v in variants)
+    fig, axes = plt.subplots(1, len(variants), figsize=(3.2 * len(variants) + 1.5, 0.32 * rows + 1.4), dpi=100,
+                             sharey=True, squeeze=False)
+    try:
+        for ax, variant in zip(axes[0], variants):
+            labels = list(intervals[variant])
+            for y, label in enumerate(labels):
+                ci = intervals[variant][label]
+                if ci.estimate != ci.estimate:  # nan: no frames
+                    continue
+                colour = "tab:blue" if ci.significant else "tab:gray"
+                # the percentile interval need not contain the full-sample estimate (rounding, skewed replicates)
+                below, above = max(ci.estimate - ci.low, 0.0), max(ci.high - ci.estimate, 0.0)
+                ax.errorbar([ci.estimate], [y], xerr=[[below], [above]], fmt="o", color=colour, capsize=3)
+            ax.axvline(0.0, color="black", linewidth=0.8)
+            ax.set_yticks(range(len(labels)), labels)
+            ax.invert_yaxis()
+            ax.set(title=variant, xlabel="difference")
+            ax.grid(axis="x", alpha=0.3)
+        fig.suptitle(title)
         fig.tight_layout()
         fig.savefig(path, format="png")
     finally:
