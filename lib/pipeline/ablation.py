@@ -4,6 +4,7 @@ Trained variants (:data:`VARIANTS`):
 
 * ``baseline``: plain HIPTrack (``MODEL.CLS_HEAD.ENABLED=False``), tested with the ``hiptrack`` tracker;
 * ``multitask``: HIPTrack-CLS, the classification loss only regularises the shared backbone;
+* ``multilabel``: the same with the multi-label head (``MODEL.CLS_HEAD.MODE=multi``);
 * ``fusion`` / ``film`` / ``channel_gate``: HIPTrack-CLS whose head features condition the box head's
   input (``MODEL.CLS_HEAD.FUSION`` ADD / FILM / GATE; the head reads tokens only, ``INPUT=tokens``, since
   the stem input excludes fusion).
@@ -145,6 +146,9 @@ VARIANTS: dict[str, Variant] = {
     "channel_gate": Variant("channel_gate", "hiptrack_cls", ("MODEL.CLS_HEAD.ENABLED=True",
                                                             "MODEL.CLS_HEAD.FUSION=GATE", "MODEL.CLS_HEAD.INPUT=tokens"),
                             "challenge head features gate the box head's input channels"),
+    "multilabel": Variant("multilabel", "hiptrack_cls", ("MODEL.CLS_HEAD.ENABLED=True", "MODEL.CLS_HEAD.FUSION=NONE",
+                                                        "MODEL.CLS_HEAD.MODE=multi"),
+                          "multi-label challenge head (every flag of a frame, sigmoids, BCE)"),
     **_policy_variants(),
 }
 DEFAULT_VARIANTS = ("baseline", "multitask", "fusion")

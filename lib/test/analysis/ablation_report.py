@@ -189,8 +189,9 @@ def format_difference_table(comparisons: Mapping[str, Mapping], reference: str =
 
 
 def format_challenge_differences(comparisons: Mapping[str, Mapping]) -> str:
-    """One row per challenge and variant: frames and the AO difference with its 95% interval."""
-    headers = ["Challenge", "Variant", "Frames", "ΔAO [95% CI]"]
+    """One row per challenge and variant: the test sequences with frames of the challenge and the AO
+    difference with its 95% interval."""
+    headers = ["Challenge", "Variant", "Sequences", "ΔAO [95% CI]"]
     rows = []
     classes = [c for c in CLASS_NAMES if any(c in v["per_challenge"] for v in comparisons.values())]
     for c in classes:
@@ -217,7 +218,7 @@ def format_seeds_report(runs: Mapping[int, Mapping[str, VariantRow]], reference:
                   format_difference_table(comparisons, reference)]
         per_challenge = format_challenge_differences(comparisons)
         if per_challenge:
-            lines += ["", "Per challenge (AO difference; Frames column: sequences with frames of the class)",
+            lines += ["", "Per challenge (AO difference; Sequences: test sequences with frames of the challenge)",
                       per_challenge]
         if len(seeds) == 1:
             lines.append("One seed: the intervals cover the choice of test sequences, not training noise; "
