@@ -339,6 +339,8 @@ def test_quickstart_end_to_end(tmp_path):
         assert tuning["candidates"][str(tuning["chosen"])] == max(tuning["candidates"].values())
         for name in ("multitask+memory_gate", "oracle+memory_gate"):  # tested on the multitask checkpoint
             assert run[name]["checkpoint"] == run["multitask"]["checkpoint"] and run[name]["train_seconds"] is None
+            assert 0.0 <= run[name]["policy_activity"]["overall"] <= 1.0  # from the <seq>_policy.txt logs
+        assert run["multitask"]["policy_activity"] is None
         for name, tracker in (("baseline", "hiptrack"), ("multitask", "hiptrack_cls")):
             results = results_dir(seed_dir / name, tracker, "hiptrack_cls_quickstart", "synthetic_test")
             for seq in test_sequences:
@@ -514,3 +516,23 @@ def test_seed_tables_by_hand():
     assert "multitask      2  0.600 ± 0.141" in lines and "0.700 ± 0.141" in lines  # AO, then ClsAcc
     assert "+0.200 [+0.200, +0.200] *" in lines and "Occlusion" in lines
     assert "One seed" not in lines
+
+
+def test_policy_activity_by_hand(tmp_path):
+    from lib.test.analysis.policy_activity import policy_activity
+    from lib.test.evaluation.results import POLICY_LOG_COLUMNS
+    rows = ["1,-,nan,nan,nan,nan",
+            "2,skip,4.0,1.0,1.0,0.5",     # vetoed write: acted
+            "3,write,4.0,1.0,1.0,0.5",    # a pending write done: no change
+            "4,-,6.0,1.0,1.0,0.5",        # a grown search region: acted
+            "5,-,4.0,2.0,0.5,0.5",        # damped: acted
+            "6,-,4.0,1.0,1.0,0.5"]
+    path = sequence_files(tmp_path, "a", "got10k").policy
+    path.parent.mkdir(parents=True)
+    path.write_text(",".join(POLICY_LOG_COLUMNS) + "\n" + "\n".join(rows) + "\n")
+    labels = {"a": np.array([NORMAL, OCCLUSION, OCCLUSION, MOTION_BLUR, IGNORE_INDEX, NORMAL])}
+    activity = policy_activity(tmp_path, "got10k", labels, search_factor=4.0)
+    assert activity["frames"] == 5 and activity["overall"] == pytest.approx(3 / 5)
+    assert activity["per_challenge"] == {"Occlusion": 0.5, "Motion Blur": 1.0, "Normal": 0.0}
+    with pytest.raises(FileNotFoundError, match="no policy log for b"):
+        policy_activity(tmp_path, "got10k", {"b": labels["a"]}, 4.0)

@@ -202,6 +202,23 @@ def format_challenge_differences(comparisons: Mapping[str, Mapping]) -> str:
     return format_table(headers, rows) if rows else ""
 
 
+def format_policy_activity(runs: Mapping[int, Mapping[str, object]]) -> str:
+    """One row per challenge, a column per policy variant: the share of that challenge's frames on which
+    the policy acted (mean over seeds), so a per-challenge difference can be traced to the policy."""
+    variants = [n for n, v in next(iter(runs.values())).items() if getattr(v, "policy_activity", None)]
+    if not variants:
+        return ""
+    def share(name: str, key: str | None) -> str:
+        values = [(run[name].policy_activity["overall"] if key is None
+                   else run[name].policy_activity["per_challenge"].get(key, np.nan)) for run in runs.values()]
+        return _score(float(np.nanmean(values)) if not np.all(np.isnan(values)) else None, ".2f")
+    classes = [c for c in CLASS_NAMES
+               if any(c in run[n].policy_activity["per_challenge"] for run in runs.values() for n in variants)]
+    rows = [["all frames", *(share(n, None) for n in variants)]] + [[c, *(share(n, c) for n in variants)]
+                                                                    for c in classes]
+    return format_table(["Challenge", *variants], rows)
+
+
 def format_seeds_report(runs: Mapping[int, Mapping[str, VariantRow]], reference: str = "baseline",
                         replicates: int = DEFAULT_REPLICATES) -> list[str]:
     """The multi-seed tables as printed by the scripts: summary over seeds, differences to the reference
@@ -220,6 +237,9 @@ def format_seeds_report(runs: Mapping[int, Mapping[str, VariantRow]], reference:
         if per_challenge:
             lines += ["", "Per challenge (AO difference; Sequences: test sequences with frames of the challenge)",
                       per_challenge]
+        activity = format_policy_activity(runs)
+        if activity:
+            lines += ["", "Share of frames on which the policy acted (mean over seeds)", activity]
         if len(seeds) == 1:
             lines.append("One seed: the intervals cover the choice of test sequences, not training noise; "
                          "run several seeds (--seeds) before reading a difference as an effect.")

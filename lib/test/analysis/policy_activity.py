@@ -1,0 +1,48 @@
+"""Where the challenge-aware tracking policies acted: the share of frames, overall and per challenge.
+
+Read from the ``<seq>_policy.txt`` logs a policy run writes beside its results, next to the labels of
+the same frames, so the per-challenge table can show whether a gain or a loss comes from frames on which
+a policy changed something. A frame counts as acted on when its memory write was vetoed (``skip`` or
+``pending``), it was cropped with more than the normal search factor, or its window or size update was
+damped.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from lib.challenges import CLASS_NAMES, IGNORE_INDEX
+from lib.test.evaluation.results import read_policy_log, sequence_files
+
+VETOED = ("skip", "pending")
+
+
+def acted(row: dict, search_factor: float) -> bool:
+    """Whether a policy changed anything on the frame of one policy-log row."""
+    return (row["memory"] in VETOED or row["search_factor"] > search_factor * (1 + 1e-6)
+            or row["window_power"] > 1 + 1e-6 or row["size_rate"] < 1 - 1e-6)
+
+
+def policy_activity(results: Path, result_format: str, labels: dict[str, np.ndarray], search_factor: float) -> dict:
+    """``{"overall": share, "frames": n, "per_challenge": {class: share}}`` of the frames after the first on
+    which a policy acted (per challenge over the labeled frames of that class); ``search_factor`` is the
+    normal ``TEST.SEARCH_FACTOR``. Raises FileNotFoundError naming a missing log."""
+    acted_frames = total = 0
+    per_class_acted = np.zeros(len(CLASS_NAMES), dtype=np.int64)
+    per_class_total = np.zeros(len(CLASS_NAMES), dtype=np.int64)
+    for seq, seq_labels in labels.items():
+        path = sequence_files(results, seq, result_format).policy
+        if not path.is_file():
+            raise FileNotFoundError(f"no policy log for {seq}: {path}")
+        rows = read_policy_log(path)[1:]  # frame 1 is the template
+        flags = np.array([acted(r, search_factor) for r in rows], dtype=bool)
+        frame_labels = np.asarray(seq_labels)[1:len(rows) + 1]
+        acted_frames += int(flags.sum())
+        total += len(rows)
+        labelled = frame_labels != IGNORE_INDEX
+        np.add.at(per_class_total, frame_labels[labelled], 1)
+        np.add.at(per_class_acted, frame_labels[labelled & flags], 1)
+    return {"overall": acted_frames / total if total else float("nan"), "frames": total,
+            "per_challenge": {CLASS_NAMES[k]: per_class_acted[k] / per_class_total[k]
+                              for k in range(len(CLASS_NAMES)) if per_class_total[k]}}
