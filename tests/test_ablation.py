@@ -238,6 +238,23 @@ def test_interrupted_training_continues_and_stale_results_go(tmp_path, data_dir,
     assert not stale.exists()
 
 
+def test_a_retrained_model_clears_the_results_of_the_variants_testing_it(tmp_path, data_dir, monkeypatch):
+    settings = settings_for(tmp_path, data_dir)
+    gate = ablation.VARIANTS["multitask+memory_gate"]
+    old_test = results_dir(tmp_path / gate.name, gate.tracker, "hiptrack_cls_quickstart", "synthetic_test")
+    old_val = tmp_path / gate.name / "val" / "TEST.POLICY.MEMORY_GATE_THRESHOLD=0.5"
+    for folder in (old_test, old_val):
+        folder.mkdir(parents=True)
+    monkeypatch.setattr(ablation, "_run", lambda cmd, what, log_file: 1.0)
+    monkeypatch.setattr(ablation, "evaluate_results", lambda *a: {"ao": 0.5})
+    truth = ablation._Truth(None, "synthetic_test", None, None)
+    cfg = ablation.variant_config(settings, gate)
+    ablation.run_variant(settings, gate, cfg, truth, model_retrained=False)
+    assert old_test.exists() and old_val.exists()  # the same checkpoint: its results are reused
+    ablation.run_variant(settings, gate, cfg, truth, model_retrained=True)
+    assert not old_test.exists() and not old_val.exists()
+
+
 # ----------------------------------------------------------------------------- command-line errors
 
 def test_variant_selection():

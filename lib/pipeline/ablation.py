@@ -417,11 +417,7 @@ def _train(settings: AblationSettings, variant: Variant, cfg: CfgNode, log_file:
         start_epoch, resume_from = earlier[-1]
         _note(log_file, f"{variant.name}: continuing training from {resume_from}")
         cmd = [*cmd[:cmd.index("--opts")], "--resume", str(resume_from), *cmd[cmd.index("--opts"):]]
-    stale = results_dir(settings.out_dir / variant.name, variant.tracker, config_name(settings.config),
-                        settings.test_dataset)
-    if stale.exists():
-        _note(log_file, f"{variant.name}: removing test results of the previous checkpoint: {stale}")
-        shutil.rmtree(stale)
+    remove_results(settings, variant, log_file)
     # the trainer drops these records itself when it starts; dropping them first keeps them out of
     # the progress lines
     drop_metrics_after(run_paths.metrics_file, start_epoch)
@@ -430,6 +426,17 @@ def _train(settings: AblationSettings, variant: Variant, cfg: CfgNode, log_file:
         seconds = _run(cmd, what, log_file)
     atomic_write_text(time_file, json.dumps({"seconds": seconds, "epoch": epoch}) + "\n")
     return seconds, False
+
+
+def remove_results(settings: AblationSettings, variant: Variant, log_file: Path) -> None:
+    """Delete what a variant's earlier checkpoint produced: its test results and its validation runs (a new
+    checkpoint of the variant, or of the model a test-time variant uses, makes them stale)."""
+    stale = [results_dir(settings.out_dir / variant.name, variant.tracker, config_name(settings.config),
+                         settings.test_dataset), settings.out_dir / variant.name / "val"]
+    for folder in stale:
+        if folder.exists():
+            _note(log_file, f"{variant.name}: removing results of the previous checkpoint: {folder}")
+            shutil.rmtree(folder)
 
 
 def _check_inputs(settings: AblationSettings, variants: Sequence[Variant]
@@ -535,13 +542,16 @@ def _challenge_scores(variant: Variant, cfg: CfgNode, results: Path, truth: _Tru
 
 
 def run_variant(settings: AblationSettings, variant: Variant, cfg: CfgNode, truth: _Truth,
-                validation: _Truth | None = None) -> VariantResult:
+                validation: _Truth | None = None, model_retrained: bool = False) -> VariantResult:
     """Train (or reuse the checkpoint; test-time variants use their model's), tune on the validation
-    split, test and score one variant for ``settings.seed``."""
+    split, test and score one variant for ``settings.seed`` (``model_retrained``: the model of a
+    test-time variant was trained in this run, so its earlier results are stale)."""
     log_file = settings.out_dir / variant.name / "ablation.log"
     _note(log_file, f"{variant.name} ({variant.description}), seed {settings.seed}: "
                     f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
     train_seconds, skipped = _train(settings, variant, cfg, log_file) if variant.trains else (None, False)
+    if model_retrained:
+        remove_results(settings, variant, log_file)
     chosen, tuning, tuned_results = (), None, None
     if variant.tune and validation is not None:
         chosen, tuning, tuned_results = _tune_on_validation(settings, variant, validation, log_file)
@@ -602,7 +612,10 @@ def run_ablation(settings: AblationSettings, variants: Sequence[str] | None = No
     runs = {}
     for seed in settings.seed_list:
         seed_settings = replace(settings, seed=seed, out_dir=seed_dir(settings, seed))
-        runs[seed] = {v.name: run_variant(seed_settings, v, configs[v.name], truth, validation) for v in chosen}
+        runs[seed] = {}
+        for v in chosen:  # trained variants come first, so a test-time variant knows if its model is new
+            retrained = v.model is not None and not runs[seed][v.model].train_skipped
+            runs[seed][v.name] = run_variant(seed_settings, v, configs[v.name], truth, validation, retrained)
     result = AblationResult(_settings_record(settings, chosen), runs)
     result.plots = write_plots(result, settings.out_dir / "plots")
     result.json_path = write_json(result, settings.out_dir / "ablation.json")
