@@ -20,6 +20,14 @@ def load_script(path: Path):
 torch.set_num_threads(2)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _dataset_index_cache(tmp_path_factory):
+    """Dataset indexes (lib/dataset/check.py) go to a temporary folder, not the user's ~/.cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HIPTRACK_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 @pytest.fixture
 def tiny_cfg():
     """Frozen tiny config (vit_tiny_test_ce, template 64, search 128)."""

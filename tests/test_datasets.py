@@ -261,6 +261,69 @@ def test_get_frames_rgb_and_corrupt_frame(mvtd_root):
         ds.get_frames(0, [0, 1], read_image)
 
 
+def noise_jpeg(path: Path, **params: int) -> bytes:
+    """A 64x64 noise JPEG (the compressed data fills most of the file); its bytes."""
+    image = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    flags = [cv2.IMWRITE_JPEG_PROGRESSIVE, 1] if params.get("progressive") else []
+    assert cv2.imwrite(str(path), image, flags)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_truncated_jpeg_is_unreadable_and_named(tmp_path, progressive):
+    path = tmp_path / "00000001.jpg"
+    data = noise_jpeg(path, progressive=progressive)
+    assert read_image(path).shape == (64, 64, 3)
+    path.write_bytes(data[:len(data) // 2])  # OpenCV would decode this as a grey-filled image
+    with pytest.raises(ImageReadError, match=f"truncated JPEG {path} "):
+        read_image(path)
+    path.write_bytes(data[:-2])  # only the end-of-image marker missing
+    with pytest.raises(ImageReadError, match="truncated JPEG"):
+        read_image(path)
+
+
+def test_complete_images_still_read(tmp_path):
+    jpeg = tmp_path / "trailer.jpg"
+    jpeg.write_bytes(noise_jpeg(jpeg) + b"\x00" * 16 + b"camera trailer")  # data after the end marker
+    assert read_image(jpeg).shape == (64, 64, 3)
+    png = tmp_path / "a.png"
+    assert cv2.imwrite(str(png), np.zeros((8, 8, 3), np.uint8))
+    named_jpg = tmp_path / "png_named.jpg"
+    named_jpg.write_bytes(png.read_bytes())
+    assert read_image(png).shape == read_image(named_jpg).shape == (8, 8, 3)
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    with pytest.raises(ImageReadError, match="empty.jpg \\(empty file\\)"):
+        read_image(tmp_path / "empty.jpg")
+    with pytest.raises(ImageReadError, match="missing.jpg"):
+        read_image(tmp_path / "missing.jpg")
+
+
+def test_jpeg4py_backend_checks_truncation_too(tmp_path, monkeypatch):
+    import sys
+    import types
+    from lib.dataset import image_loader
+    decoded = []
+
+    class JPEG:  # stands in for jpeg4py: decodes the bytes it is given with OpenCV
+        def __init__(self, source):
+            self.source = source
+
+        def decode(self):
+            decoded.append(len(self.source))
+            return cv2.cvtColor(cv2.imdecode(np.asarray(self.source), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+    monkeypatch.setitem(sys.modules, "jpeg4py", types.SimpleNamespace(JPEG=JPEG))
+    read = image_loader._jpeg4py_reader()
+    path = tmp_path / "00000001.jpg"
+    data = noise_jpeg(path)
+    assert read(str(path)).shape == (64, 64, 3) and decoded[-1] == len(data)  # decoded from the bytes read
+    path.write_bytes(data[:len(data) // 2])
+    calls = len(decoded)
+    with pytest.raises(ImageReadError, match="truncated JPEG"):
+        read(str(path))
+    assert len(decoded) == calls  # refused before decoding
+
+
 def test_labels_attached_from_store(mvtd_root):
     store = FakeStore()
     ds = GOT10k("MVTD_train", mvtd_root, "train", labels=store)

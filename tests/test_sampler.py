@@ -317,12 +317,41 @@ def test_corrupt_frame_is_skipped_counted_and_reported(data_root, caplog):
     assert str(bad) in caplog.text
 
 
+def truncate(path: Path) -> None:
+    """Cut a JPEG part-way through its compressed data, as an interrupted copy does."""
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) * 2 // 3])
+
+
+def test_truncated_jpeg_is_skipped_counted_and_named(data_root, caplog):
+    dataset = SyntheticDataset("truncated", data_root / "truncated", [24])
+    bad = dataset.frame_path(0, 21)
+    truncate(bad)
+    sampler = make_sampler([dataset])
+    with caplog.at_level(logging.WARNING, logger="lib.train.data.sampler"):
+        for index in range(40):
+            assert 21 not in sampler[index]["frame_ids"].tolist()
+    assert sampler.unreadable_frames == sampler.read_errors >= 1  # one bad frame per redrawn clip
+    assert f"truncated JPEG {bad}" in caplog.text and "unreadable frame(s) so far" in caplog.text
+
+
+def test_every_unreadable_frame_of_a_clip_is_counted(data_root):
+    dataset = SyntheticDataset("all_bad", data_root / "all_bad", [20])
+    for f in range(20):
+        truncate(dataset.frame_path(0, f))
+    sampler = make_sampler([dataset], max_tries=4)
+    with pytest.raises(RuntimeError, match="after 4 tries.*truncated JPEG"):
+        sampler[0]
+    clip_frames = 1 + sampler.num_search  # template + search frames, all distinct
+    assert (sampler.read_errors, sampler.unreadable_frames) == (4, 4 * clip_frames)
+
+
 def test_counters_include_worker_processes(data_root):
     dataset = SyntheticDataset("corrupt2", data_root / "corrupt2", [24])
     dataset.frame_path(0, 22).write_bytes(b"")
     sampler = make_sampler([dataset], samples_per_epoch=8)
     batches = list(torch.utils.data.DataLoader(sampler, batch_size=4, num_workers=2))
-    assert len(batches) == 2 and sampler.read_errors > 0
+    assert len(batches) == 2 and sampler.read_errors > 0 and sampler.unreadable_frames == sampler.read_errors
 
 
 def test_max_tries_exhausted_raises(data_root):

@@ -331,7 +331,9 @@ def test_metrics_file_holds_the_logged_and_tensorboard_numbers(full_run):
             logged = summary_values(full_run, split, r["epoch"])
             lrs = {f"LearningRate/{g}": lr for g, lr in r["lr"].items()} if split == "train" else {}
             numbers = {**r[split], **lrs}
-            assert logged == {k: f"{v:.4f}" for k, v in numbers.items() if k != "confusion"}
+            # counts (Data/skipped_sequences, Data/unreadable_frames) are ints, printed as such
+            assert logged == {k: f"{v:.4f}" if isinstance(v, float) else str(v)
+                              for k, v in numbers.items() if k != "confusion"}
             confusion = torch.tensor(r[split]["confusion"])
             assert confusion.sum().item() == r[split]["labeled_frames"]
             assert confusion.trace().item() / confusion.sum().item() == pytest.approx(r[split]["Accuracy"])
@@ -380,9 +382,72 @@ def test_metrics_record_counts_skipped_steps_and_redraws_and_writes_nan_as_null(
     assert train_cli.main(cli_args(data_dir, tmp_path, "TRAIN.EPOCH=1", "DATA.TRAIN.SAMPLE_PER_EPOCH=3")) == 0
     [record] = metrics(tmp_path)
     assert (record["nonfinite_steps"], record["unreadable_samples"], record["rejected_samples"]) == (1, 1, 0)
+    assert (record["train"]["Data/unreadable_frames"], record["train"]["Data/skipped_sequences"]) == (1, 0)
     assert record["train"]["IoU"] is None and math.isfinite(record["train"]["Loss/total"])
     assert '"IoU": null' in (run_dir(tmp_path) / "metrics.jsonl").read_text()
     assert "IoU" not in summary_values(tmp_path, "train", 1) and "val" not in record  # --no_val
+
+
+# ---------------------------------------------------------------------- g2. broken sequences and frames
+@pytest.fixture(scope="module")
+def broken_data_dir(tmp_path_factory) -> tuple[Path, dict]:
+    """Synthetic data as a user may break it: a list.txt name without a folder, a groundtruth.txt
+    cut short, and every third frame of the other train sequences truncated (an interrupted copy)."""
+    root = tmp_path_factory.mktemp("broken")
+    summary = generate_dataset(root / "synthetic", sequences=6, frames=20, seed=0, size=(160, 120))
+    train = root / "synthetic" / "train"
+    first, *others = summary["splits"]["train"]
+    with open(train / "list.txt", "a") as f:
+        f.write("ghost\n")
+    gt = train / first / "groundtruth.txt"
+    gt.write_text("".join(gt.read_text().splitlines(keepends=True)[:14]))
+    for name in others:
+        for frame in sorted((train / name).glob("*.jpg"))[2::3]:
+            data = frame.read_bytes()
+            frame.write_bytes(data[:len(data) // 2])
+    return root, {"short": first, "others": others}
+
+
+def test_broken_sequences_are_skipped_before_epoch_1_and_counted_every_epoch(train_cli, broken_data_dir, tmp_path):
+    data, broken = broken_data_dir
+    opts = ("DATA.TRAIN.SAMPLE_PER_EPOCH=3",)
+    assert train_cli.main(cli_args(data, tmp_path, *opts, "TRAIN.EPOCH=1")) == 0
+    assert train_cli.main(cli_args(data, tmp_path, *opts, "TRAIN.EPOCH=2", extra=("--resume",))) == 0
+    log = log_text(tmp_path)
+    short = broken["short"]
+    runs = log.split("INFO lib.train: command:")[1:]
+    assert len(runs) == 2
+    for run in runs:  # each run warns once per bad sequence
+        assert run.count("SYNTHETIC_train: skipping sequence ghost: frame folder") == 1
+        assert run.count(f"SYNTHETIC_train: skipping sequence {short}: ") == 1
+        assert run.index("skipping sequence ghost") < run.index("[train] epoch")  # before the first step
+    assert f"{short}/groundtruth.txt has 14 boxes but the sequence has 20 frames" in log
+    assert "truncated JPEG" in log and any(f"/{name}/" in log for name in broken["others"])
+
+    records = metrics(tmp_path)
+    events = tensorboard_events(tmp_path / "tensorboard" / "train" / "hiptrack" / CONFIG / "train")
+    board = {(tag, e.step): e.value for tag in ("Data/skipped_sequences", "Data/unreadable_frames")
+             for e in events.Scalars(tag)}
+    for record in records:
+        epoch, train = record["epoch"], record["train"]
+        assert train["Data/skipped_sequences"] == 2 and train["Data/unreadable_frames"] >= 1
+        logged = summary_values(tmp_path, "train", epoch)
+        for key in ("Data/skipped_sequences", "Data/unreadable_frames"):
+            assert logged[key] == str(train[key]) and board[(key, epoch)] == train[key]
+        assert record["unreadable_samples"] >= 1  # the samples drawn again
+    assert [r["epoch"] for r in records] == [1, 2]
+
+
+def test_broken_sequence_with_on_bad_sequence_error_stops_before_training(train_cli, broken_data_dir, tmp_path,
+                                                                          capsys):
+    data, broken = broken_data_dir
+    assert train_cli.main(cli_args(data, tmp_path, "DATA.ON_BAD_SEQUENCE=error")) == 2
+    err = capsys.readouterr().err
+    [line] = [line for line in err.splitlines() if " ERROR " in line]
+    assert "SYNTHETIC_train: 2 of " in line and "DATA.ON_BAD_SEQUENCE error" in line
+    assert "sequence ghost: frame folder" in line and f"sequence {broken['short']}: " in line
+    assert "Traceback" not in err and "[train] epoch" not in err
+    assert not list(run_dir(tmp_path).glob("*.pth.tar"))
 
 
 # ---------------------------------------------------------------------- h. multi-label mode

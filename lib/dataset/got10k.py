@@ -35,6 +35,7 @@ from lib.dataset.challenge_labels import ChallengeLabelStore, unlabeled
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 DEFAULT_CACHE_SIZE = 2048  # SequenceInfo objects kept per dataset (and per data-loader worker)
 MAX_LISTED_NAMES = 5       # unknown sequence names quoted in an error message
+LABEL_FILES = ("absence.label", "cover.label", "cut_by_image.label")  # optional per-frame files of GOT-10k
 
 _SEPARATORS = re.compile(r"[,\s]+")
 
@@ -122,6 +123,28 @@ def list_frames(folder: Path) -> list[str]:
     return names
 
 
+def frame_numbering_problem(names: list[str], first: int) -> str | None:
+    """Why frame files (in :func:`list_frames` order) are not numbered ``first, first + 1, ...``
+    without a gap or a duplicate, or ``None`` when they are."""
+    numbers = []
+    for name in names:
+        stem = name.rsplit(".", 1)[0]
+        if not stem.isdigit():
+            return f"frame file {name} is not numbered (expected {first:08d}.jpg, {first + 1:08d}.jpg, ...)"
+        numbers.append(int(stem))
+    if numbers == list(range(first, first + len(numbers))):
+        return None
+    for position, number in enumerate(numbers):
+        expected = first + position
+        if number == expected:
+            continue
+        if number < expected:
+            return f"two frame files are numbered {number}"
+        return (f"frame files are not continuous: no file numbered {expected} ({len(names)} frame files, "
+                f"numbered {numbers[0]} to {numbers[-1]})")
+    return None
+
+
 @dataclass
 class Annotations:
     """Per-frame boxes and flags of one sequence, before challenge labels are attached."""
@@ -129,6 +152,19 @@ class Annotations:
     valid: np.ndarray    # (N,) bool
     visible: np.ndarray  # (N,) bool
     meta: dict = field(default_factory=dict)
+    # frame ids whose box file row held NaN / inf (their box is zeroed and invalid)
+    nonfinite: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+
+def box_problem(ann: Annotations) -> str | None:
+    """Why a sequence's boxes make it unusable for training, or ``None``: a NaN / inf value means a
+    broken box file; without one box of positive width and height no frame can ever be sampled."""
+    if len(ann.nonfinite):
+        return (f"{len(ann.nonfinite)} box(es) with a NaN or infinite value (the first: box "
+                f"{int(ann.nonfinite[0]) + 1} of the box file)")
+    if not ann.valid.any():
+        return "no box with a positive width and height, so no frame can ever be sampled"
+    return None
 
 
 def boxes_for_frames(
@@ -155,7 +191,7 @@ def boxes_for_frames(
     if len(boxes) != num_frames:
         valid[1:] = False
     visible = valid if hidden is None else valid & ~hidden
-    return Annotations(bbox=bbox, valid=valid, visible=visible)
+    return Annotations(bbox=bbox, valid=valid, visible=visible, nonfinite=np.flatnonzero(~finite))
 
 
 # ----------------------------------------------------------------------------- shared base class
@@ -187,8 +223,13 @@ class FolderSequenceDataset(SequenceDataset):
     Handles what every such format shares: a subset of sequences chosen by name, a bounded cache
     of :class:`SequenceInfo` (asked for once per sample) and the challenge labels of the
     ``labels`` store (frames matched by index and file name; all ``-100`` without a store).
-    Subclasses give the ordered sequence names, :meth:`frame_dir` and :meth:`_annotations`.
+    Subclasses give the ordered sequence names, :meth:`frame_dir`, :meth:`_annotations` and
+    :meth:`annotation_files`. :meth:`check_sequence` finds what would make a sequence fail when it
+    is drawn (``lib/dataset/check.py`` runs it over a dataset before training and drops the bad
+    ones; they are then listed in ``skipped_sequences``).
     """
+
+    first_frame_number = 1  # number in the file name of frame id 0 (00000001.jpg)
 
     def __init__(
         self,
@@ -207,6 +248,7 @@ class FolderSequenceDataset(SequenceDataset):
         self.cache_size = cache_size
         self._names = select_sequences(available, sequences, name, source)
         self._cache: OrderedDict[int, tuple[list[str], SequenceInfo]] = OrderedDict()
+        self.skipped_sequences: list[tuple[str, str]] = []  # (name, reason) dropped by drop_sequences
 
     def __len__(self) -> int:
         return len(self._names)
@@ -227,6 +269,42 @@ class FolderSequenceDataset(SequenceDataset):
     @abstractmethod
     def _annotations(self, seq_id: int, num_frames: int) -> Annotations:
         """Boxes, valid / visible flags and metadata of a sequence of ``num_frames`` frames."""
+
+    def annotation_files(self, seq_id: int) -> list[Path]:
+        """The annotation files a sequence's annotations are read from (present or not); with the
+        frame folder they key the cached check of the sequence."""
+        return []
+
+    def index_identity(self) -> str:
+        """What, besides the sequence name, decides the layout and the check of a sequence: the
+        class, the absolute root and the split (the key of the cached index)."""
+        return f"{type(self).__name__}:{self.root.absolute()}:{getattr(self, 'split', '')}"
+
+    def check_sequence(self, seq_id: int) -> str | None:
+        """Why sequence ``seq_id`` cannot be trained on, or ``None``: its frame folder is missing or
+        empty, its frame files are not numbered continuously, an annotation file is missing, malformed
+        or of another length than the frame count, or its boxes are unusable (:func:`box_problem`).
+        Reads the folder listing and the annotation files, never an image."""
+        try:
+            frames = list_frames(self.frame_dir(seq_id))
+        except OSError as e:  # folder missing, not a folder, no frames
+            return str(e)
+        problem = frame_numbering_problem(frames, self.first_frame_number)
+        if problem is not None:
+            return problem
+        try:
+            ann = self._annotations(seq_id, len(frames))
+        except (OSError, ValueError) as e:  # missing, malformed or wrong-length annotation files
+            return str(e)
+        return box_problem(ann)
+
+    def drop_sequences(self, problems: Sequence[tuple[str, str]]) -> None:
+        """Remove sequences ``(name, reason)`` from the dataset (ids are renumbered) and add them to
+        :attr:`skipped_sequences`."""
+        dropped = {name for name, _ in problems}
+        self._names = [n for n in self._names if n not in dropped]
+        self._cache.clear()
+        self.skipped_sequences.extend(problems)
 
     def frame_files(self, seq_id: int) -> list[str]:
         """Frame file names of a sequence, in frame order."""
@@ -316,6 +394,10 @@ class GOT10k(FolderSequenceDataset):
 
     def frame_dir(self, seq_id: int) -> Path:
         return self.sequence_dir(seq_id)
+
+    def annotation_files(self, seq_id: int) -> list[Path]:
+        folder = self.sequence_dir(seq_id)
+        return [folder / f for f in ("groundtruth.txt", *LABEL_FILES, "meta_info.ini")]
 
     def _annotations(self, seq_id: int, num_frames: int) -> Annotations:
         folder = self.sequence_dir(seq_id)

@@ -32,6 +32,7 @@ from lib.dataset.got10k import (
 )
 
 SPLITS = ("train", "test")
+FLAG_FILES = ("full_occlusion.txt", "out_of_view.txt")  # per-frame 0 / 1, comma-separated
 
 
 def class_of(sequence: str) -> str:
@@ -93,10 +94,14 @@ class LaSOT(FolderSequenceDataset):
     def frame_dir(self, seq_id: int) -> Path:
         return self.sequence_dir(seq_id) / "img"
 
+    def annotation_files(self, seq_id: int) -> list[Path]:
+        folder = self.sequence_dir(seq_id)
+        return [folder / "groundtruth.txt", *(folder / f for f in FLAG_FILES)]
+
     def _annotations(self, seq_id: int, num_frames: int) -> Annotations:
         folder = self.sequence_dir(seq_id)
         hidden = np.zeros(num_frames, dtype=bool)
-        for flag_file in ("full_occlusion.txt", "out_of_view.txt"):
+        for flag_file in FLAG_FILES:
             flags = read_flags(folder / flag_file, num_frames)
             if flags is not None:
                 hidden |= flags != 0

@@ -17,6 +17,7 @@ from typing import Any
 from lib.challenges import DEFAULT_LABEL_SEED
 from lib.dataset.base import SequenceDataset
 from lib.dataset.challenge_labels import ChallengeLabelStore
+from lib.dataset.check import check_dataset
 from lib.dataset.got10k import MAX_LISTED_NAMES, FolderSequenceDataset, GOT10k, read_name_list
 from lib.dataset.lasot import LaSOT
 from lib.dataset.paths import DatasetPaths
@@ -122,12 +123,14 @@ def label_store(
 
 def build_dataset(
     name: str, paths: DatasetPaths, cls_ann_dir: str | Path | None = None, label_seed: int = DEFAULT_LABEL_SEED,
-    soft_targets: bool = False,
+    soft_targets: bool = False, on_bad_sequence: str | None = None, quiet: bool = False,
 ) -> SequenceDataset:
     """The dataset of a config name (``GOT10K_train_full``, ``MVTD_train:my_split.txt``, ...).
 
     With ``soft_targets`` its ``SequenceInfo.cls_multi_hot`` holds soft targets (the VLM ``conf``
-    of each flagged class, ``TRAIN.CLS_SOFT_TARGETS``) instead of 0 / 1 flags.
+    of each flagged class, ``TRAIN.CLS_SOFT_TARGETS``) instead of 0 / 1 flags. With
+    ``on_bad_sequence`` (``skip`` / ``error``, ``DATA.ON_BAD_SEQUENCE``) its sequences are checked
+    first (:func:`lib.dataset.check.check_dataset`; ``quiet`` logs nothing); ``None`` checks nothing.
     """
     base_name, sep, split_path = name.partition(":")
     spec = _spec(base_name)
@@ -145,13 +148,17 @@ def build_dataset(
     if sep:
         current = spec.cls(base_name, root, spec.split, sequences=sequences, **options)
         sequences = read_split_file(Path(split_path.strip()).expanduser(), current)
-    return spec.cls(name, root, spec.split, sequences=sequences,
-                    labels=label_store(cls_ann_dir, label_seed, soft_targets), **options)
+    dataset = spec.cls(name, root, spec.split, sequences=sequences,
+                       labels=label_store(cls_ann_dir, label_seed, soft_targets), **options)
+    if on_bad_sequence is not None:
+        check_dataset(dataset, on_bad_sequence, quiet=quiet)
+    return dataset
 
 
 def build_datasets(
     names: Sequence[str], paths: DatasetPaths, cls_ann_dir: str | Path | None = None,
-    label_seed: int = DEFAULT_LABEL_SEED, soft_targets: bool = False,
+    label_seed: int = DEFAULT_LABEL_SEED, soft_targets: bool = False, on_bad_sequence: str | None = None,
+    quiet: bool = False,
 ) -> list[SequenceDataset]:
     """:func:`build_dataset` for each name (one label store shared by all)."""
-    return [build_dataset(n, paths, cls_ann_dir, label_seed, soft_targets) for n in names]
+    return [build_dataset(n, paths, cls_ann_dir, label_seed, soft_targets, on_bad_sequence, quiet) for n in names]

@@ -39,6 +39,8 @@ class TrackingNet(FolderSequenceDataset):
     valid frame. ``SequenceInfo.meta`` holds ``chunk`` and ``cls_labels_found``.
     """
 
+    first_frame_number = 0  # frames are 0.jpg, 1.jpg, ...
+
     def __init__(
         self,
         name: str,
@@ -84,9 +86,12 @@ class TrackingNet(FolderSequenceDataset):
     def frame_dir(self, seq_id: int) -> Path:
         return self.root / self.chunk_of(seq_id) / "frames" / self.sequence_name(seq_id)
 
+    def annotation_files(self, seq_id: int) -> list[Path]:
+        return [self.root / self.chunk_of(seq_id) / "anno" / f"{self.sequence_name(seq_id)}.txt"]
+
     def _annotations(self, seq_id: int, num_frames: int) -> Annotations:
         chunk = self.chunk_of(seq_id)
-        anno = self.root / chunk / "anno" / f"{self.sequence_name(seq_id)}.txt"
+        [anno] = self.annotation_files(seq_id)
         ann = boxes_for_frames(anno, num_frames, first_frame_only_ok=chunk == TEST_CHUNK)
         ann.meta["chunk"] = chunk
         return ann

@@ -24,6 +24,7 @@ import torch.distributed as dist
 
 from lib.config.hiptrack import load_config, resolve_experiment_config
 from lib.config.node import ConfigError
+from lib.dataset.check import BadSequenceError
 from lib.dataset.paths import DatasetRootError, add_path_arguments
 from lib.utils.checkpoint import CheckpointError
 from lib.utils.runtime import git_hash, resolve_device, seed_everything
@@ -34,9 +35,9 @@ TRAIN_MODULE = "lib.train.run"  # what torchrun starts in every worker process
 LAUNCHER_ONLY = ("--nproc_per_node", "--nnodes", "--node_rank", "--master_addr", "--master_port")
 
 
-# errors in what the user gave (config name or key, dataset paths, checkpoint file): one clear
-# message, no traceback, exit code 2
-USER_ERRORS = (ConfigError, DatasetRootError, CheckpointError, FileNotFoundError)
+# errors in what the user gave (config name or key, dataset paths or sequences, checkpoint file):
+# one clear message, no traceback, exit code 2
+USER_ERRORS = (ConfigError, DatasetRootError, BadSequenceError, CheckpointError, FileNotFoundError)
 
 
 @contextlib.contextmanager
@@ -133,9 +134,11 @@ def _train(args: argparse.Namespace, add_log_file: Callable[[Path], None]) -> in
             if split == "VAL" and args.no_val:
                 continue
             # soft targets (multi-label mode) replace the 0 / 1 multi-hot vectors at the source
+            # every sequence is checked here, before the first step (ranks other than 0 check quietly)
             datasets = build_datasets(list(split_cfg.DATASETS_NAME), data_paths,
                                       cls_ann_dir=split_cfg.CLS_ANN_DIR or None, label_seed=seed,
-                                      soft_targets=cfg.TRAIN.CLS_SOFT_TARGETS)
+                                      soft_targets=cfg.TRAIN.CLS_SOFT_TARGETS,
+                                      on_bad_sequence=cfg.DATA.ON_BAD_SEQUENCE, quiet=not dist_info.is_main)
             loaders[split] = build_train_loader(cfg, datasets, training=training, seed=seed,
                                                 epoch_sampler_rank=dist_info.rank, world_size=dist_info.world_size)
         model = build_model(cfg, training=True)

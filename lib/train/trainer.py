@@ -98,10 +98,19 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
     return out
 
 
+def _is_number(value) -> bool:
+    """A float or int epoch stat (the ``Data/`` counts are ints; bools are not numbers here)."""
+    return isinstance(value, (float, int)) and not isinstance(value, bool)
+
+
+def _format_stat(value: float | int) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
 def _stats_record(stats: dict) -> dict:
     """Epoch stats as plain data: every number the log and TensorBoard show (NaN included, written
     as null), the confusion matrix as nested lists (rows true class, columns predicted)."""
-    record = {k: v for k, v in stats.items() if isinstance(v, float)}
+    record = {k: v for k, v in stats.items() if _is_number(v)}
     if "confusion" in stats:
         record["confusion"] = stats["confusion"].tolist()
     return record
@@ -348,7 +357,8 @@ class Trainer:
                      counts: dict[str, int]) -> dict:
         """The ``metrics.jsonl`` record of an epoch: ``epoch``, ``stage`` (0: single stage),
         ``seconds`` (wall time of training and validation), ``lr`` per parameter group, the counts,
-        ``train`` (and ``val`` when it ran) stats as logged, with the confusion matrix as lists."""
+        ``train`` (and ``val`` when it ran) stats as logged, with the confusion matrix as lists and
+        the split's ``Data/skipped_sequences`` / ``Data/unreadable_frames`` counts."""
         record = {"epoch": epoch, "stage": self.stage, "seconds": round(seconds, 3),
                   "lr": {key.removeprefix("LearningRate/"): lr for key, lr in lrs.items()}, **counts,
                   "train": _stats_record(train_stats)}
@@ -373,9 +383,36 @@ class Trainer:
             dist.all_reduce(finite, op=dist.ReduceOp.MIN)  # every rank skips the same step
         return bool(finite.item())
 
+    # ------------------------------------------------------------------ data counts
+    @staticmethod
+    def _sampler_of(loader):
+        """The TrackingSampler behind a loader (None for loaders of other datasets)."""
+        return getattr(loader, "dataset", None)
+
+    def _unreadable_frames(self, loader) -> int:
+        """Running total of failed frame reads of a loader's sampler (this rank's workers)."""
+        return int(getattr(self._sampler_of(loader), "unreadable_frames", 0))
+
+    def _data_counts(self, loader, frames_before: int) -> dict[str, int]:
+        """``Data/skipped_sequences``: sequences of the loader's datasets dropped by the check
+        before epoch 1 (``DATA.ON_BAD_SEQUENCE: skip``); ``Data/unreadable_frames``: frame reads
+        that failed since ``frames_before`` (missing, corrupt or truncated files; all ranks).
+        Call on every rank."""
+        datasets = getattr(self._sampler_of(loader), "datasets", [])
+        skipped = sum(len(getattr(d, "skipped_sequences", ())) for d in datasets)
+        frames = self._unreadable_frames(loader) - frames_before
+        if self.dist.enabled:
+            total = torch.tensor([frames], dtype=torch.int64, device=self.device)
+            dist.all_reduce(total)
+            frames = int(total.item())
+        return {"Data/skipped_sequences": skipped, "Data/unreadable_frames": frames}
+
+    # ------------------------------------------------------------------ epochs
     def train_epoch(self, epoch: int) -> dict:
+        """One epoch of training; its statistics (averages over ranks) and data counts."""
         enter_train_mode(self.model)
         self.set_loader_epoch(self.train_loader, epoch)
+        frames_before = self._unreadable_frames(self.train_loader)
         metrics = self._epoch_metrics()
         params = [p for p in self.model.parameters() if p.requires_grad]
         progress = self._progress(len(self.train_loader), epoch)
@@ -410,7 +447,8 @@ class Trainer:
                             rate, metrics.summary())
         if progress is not None:
             progress.close()
-        return metrics.reduce(self.dist.enabled, self.device)
+        counts = self._data_counts(self.train_loader, frames_before)
+        return {**metrics.reduce(self.dist.enabled, self.device), **counts}
 
     def _epoch_metrics(self) -> EpochMetrics:
         """Empty statistics of an epoch for the head's label mode (MODEL.CLS_HEAD.MODE)."""
@@ -431,16 +469,19 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self, epoch: int) -> dict:
+        """Validation statistics of an epoch (averages over ranks) and data counts."""
         model = self._bare_model
         model.eval()
         self.set_loader_epoch(self.val_loader, epoch)
+        frames_before = self._unreadable_frames(self.val_loader)
         metrics = self._epoch_metrics()
         for batch in self.val_loader:  # the actor asks the network for challenges when it has the head
             batch = self._to_device(batch)
             with self._autocast():
                 _, stats = self.actor.compute_losses(self.actor.forward(batch, epoch), batch)
             metrics.update(stats, batch["search_images"].shape[0])
-        return metrics.reduce(self.dist.enabled, self.device)
+        counts = self._data_counts(self.val_loader, frames_before)
+        return {**metrics.reduce(self.dist.enabled, self.device), **counts}
 
     def _progress(self, total: int, epoch: int):
         if not (self.dist.is_main and sys.stderr.isatty()):
@@ -451,8 +492,8 @@ class Trainer:
     def _log_epoch(self, split: str, epoch: int, stats: dict) -> None:
         if not self.dist.is_main:
             return
-        scalars = {k: v for k, v in stats.items() if isinstance(v, float) and not math.isnan(v)}
-        logger.info("[%s] epoch %d: %s", split, epoch, ", ".join(f"{k} {v:.4f}" for k, v in scalars.items()))
+        scalars = {k: v for k, v in stats.items() if _is_number(v) and not math.isnan(v)}
+        logger.info("[%s] epoch %d: %s", split, epoch, ", ".join(f"{k} {_format_stat(v)}" for k, v in scalars.items()))
         writer = self.writers.get(split)
         if writer is None:
             return

@@ -193,6 +193,11 @@ _DATA = {
     "MAX_SAMPLE_INTERVAL": Key(70, "max frame gap between consecutive sampled frames"),
     "MIN_SEQUENCE_LENGTH": Key(20, "sequences with fewer frames are never sampled (the original's rule; "
                                    "lower it for short generated sequences)"),
+    # checked before epoch 1 (lib/dataset/check.py) so a broken sequence cannot crash a run hours in
+    "ON_BAD_SEQUENCE": Key("skip", "a sequence broken on disk (frame folder or frame missing, annotation file "
+                                   "short or missing, no usable box): skip = drop it with a warning and count "
+                                   "it (Data/skipped_sequences); error = stop before training (exit 2)",
+                           choices=("skip", "error")),
     "TRAIN": _data_split("GOT10K_train_full", 60000),
     "VAL": _data_split("GOT10K_official_val", 10000),
     "SEARCH": _crop(384, 5.0, 4.5, 0.5, 5, "search"),

@@ -22,10 +22,13 @@ index])``, so it does not depend on worker count, worker id, rank or loading ord
 lives in shared memory, so :meth:`TrackingSampler.set_epoch` in the main process also reaches
 persistent data-loader workers (call it before iterating the epoch, as for DistributedSampler).
 
-Failures: an unreadable frame (:class:`ImageReadError`) or a sample rejected by the processing
-makes the sampler draw again from the same random stream; ``read_errors`` and ``rejected`` count
-them over all worker processes. After ``max_tries`` failures in a row it raises RuntimeError.
-Any other exception propagates: it is a bug or a broken dataset, not bad luck.
+Failures: an unreadable frame (:class:`ImageReadError`: missing, corrupt or truncated, the file
+named in a warning) or a sample rejected by the processing makes the sampler draw again from the
+same random stream. Over all worker processes ``unreadable_frames`` counts the frame reads that
+failed (every frame of a clip is tried, so a clip with two bad frames counts two), ``read_errors``
+the samples drawn again because of them and ``rejected`` those the processing rejected. After
+``max_tries`` failures in a row it raises RuntimeError. Any other exception propagates: it is a bug
+or a broken dataset, not bad luck.
 """
 from __future__ import annotations
 
@@ -46,7 +49,8 @@ __all__ = ["Clip", "TrackingSampler"]
 logger = logging.getLogger(__name__)
 
 _COUNTER_SLOTS = 64      # per-process counter slots (slot 0: main process, 1..: data-loader workers)
-_READ_ERRORS, _REJECTED = 0, 1
+_READ_ERRORS, _REJECTED, _UNREADABLE_FRAMES = 0, 1, 2
+_WARNED_READS = 10       # the first unreadable frames are each named in a warning, later every 100th
 _SEQUENCE_DRAWS = 1000   # uniform sequence draws before listing a dataset's qualifying sequences
 
 
@@ -103,7 +107,7 @@ class TrackingSampler(torch.utils.data.Dataset):
         self.min_sequence_length = int(min_sequence_length)
         # Shared memory: visible to (persistent) workers after fork or spawn.
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
-        self._counters = torch.zeros(_COUNTER_SLOTS, 2, dtype=torch.int64).share_memory_()
+        self._counters = torch.zeros(_COUNTER_SLOTS, 3, dtype=torch.int64).share_memory_()
         # Per-process caches of deterministic facts (safe: they do not change the random stream).
         self._qualifies: list[dict[int, bool]] = [{} for _ in self.datasets]
         self._qualifying: list[np.ndarray | None] = [None for _ in self.datasets]
@@ -129,6 +133,11 @@ class TrackingSampler(torch.utils.data.Dataset):
         return int(self._counters[:, _READ_ERRORS].sum())
 
     @property
+    def unreadable_frames(self) -> int:
+        """Frame reads that failed: missing, corrupt or truncated image files (all processes)."""
+        return int(self._counters[:, _UNREADABLE_FRAMES].sum())
+
+    @property
     def rejected(self) -> int:
         """Samples redrawn because the processing rejected them (all processes)."""
         return int(self._counters[:, _REJECTED].sum())
@@ -151,14 +160,15 @@ class TrackingSampler(torch.utils.data.Dataset):
             dataset = self.datasets[clip.dataset_index]
             frame_ids = clip.template_ids + clip.search_ids
             unique_ids = sorted(set(frame_ids))
+            failed: list[ImageReadError] = []
             try:
-                frames, info = dataset.get_frames(clip.seq_id, unique_ids, self.reader)
-            except ImageReadError as error:
-                last_error = f"unreadable frame: {error}"
-                total = self._count(_READ_ERRORS)
-                if total <= 10 or total % 100 == 0:
-                    logger.warning("skipping a sample of %s: %s (%d unreadable so far)",
-                                   dataset.name, error, total)
+                frames, info = dataset.get_frames(clip.seq_id, unique_ids, _Collecting(self.reader, failed))
+            except ImageReadError as error:  # a dataset that reads frames its own way
+                failed.append(error)
+            if failed:
+                last_error = f"unreadable frame: {failed[0]}"
+                self._count(_READ_ERRORS)
+                self._report_unreadable(dataset.name, failed)
                 continue
             by_id = dict(zip(unique_ids, frames))
             sample = self._process(clip, [by_id[f] for f in frame_ids], info, rng)
@@ -173,6 +183,13 @@ class TrackingSampler(torch.utils.data.Dataset):
             return sample
         raise RuntimeError(f"no valid sample for index {index} (epoch {self.epoch}) after "
                            f"{self.max_tries} tries; last error: {last_error}")
+
+    def _report_unreadable(self, dataset: str, failed: list[ImageReadError]) -> None:
+        """Count the failed reads of a sample; warn about the first few (each names its file)."""
+        for error in failed:
+            total = self._count(_UNREADABLE_FRAMES)
+            if total <= _WARNED_READS or total % 100 == 0:
+                logger.warning("skipping a sample of %s: %s (%d unreadable frame(s) so far)", dataset, error, total)
 
     def _process(self, clip: Clip, frames: list[np.ndarray], info: SequenceInfo,
                  rng: np.random.Generator) -> dict | None:
@@ -254,6 +271,21 @@ class TrackingSampler(torch.utils.data.Dataset):
             pos = int(rng.integers(pos + 1, hi + 1))
             positions.append(pos)
         return [int(vis[p]) for p in positions]
+
+
+class _Collecting:
+    """A frame reader that records an ImageReadError and returns None instead of raising, so every
+    frame of a clip is tried and each unreadable one is counted (the sample is then drawn again)."""
+
+    def __init__(self, reader: Callable, failed: list[ImageReadError]) -> None:
+        self.reader, self.failed = reader, failed
+
+    def __call__(self, path) -> np.ndarray | None:
+        try:
+            return self.reader(path)
+        except ImageReadError as error:
+            self.failed.append(error)
+            return None
 
 
 def _run_lengths(vis: np.ndarray, max_interval: int) -> np.ndarray:
