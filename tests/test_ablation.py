@@ -223,7 +223,8 @@ def test_training_skipped_when_the_tested_checkpoint_exists(tmp_path, data_dir, 
     assert "different config (TRAIN.LR (0.001 -> 0.5))" in caplog.text
     retrain = settings_for(tmp_path, data_dir, retrain=True)
     assert ablation._train(retrain, variant, ablation.variant_config(retrain, variant), log_file)[1] is False
-    assert "--resume" not in recorded_runs[-1][1]
+    cmd = recorded_runs[-1][1]
+    assert "--resume" not in cmd and cmd.index("--overwrite") < cmd.index("--opts")  # the trainer would refuse
 
 
 def test_interrupted_training_continues_and_stale_results_go(tmp_path, data_dir, recorded_runs):
@@ -514,3 +515,28 @@ def test_seed_tables_by_hand():
     assert "multitask      2  0.600 ± 0.141" in lines and "0.700 ± 0.141" in lines  # AO, then ClsAcc
     assert "+0.200 [+0.200, +0.200] *" in lines and "Occlusion" in lines
     assert "One seed" not in lines
+
+
+def test_a_variant_retested_after_retraining_is_not_refused(tmp_path, data_dir, recorded_runs):
+    """Results of the previous checkpoint (recorded in checkpoint.json) are kept while the checkpoint is the
+    same, and removed before the test command runs once it was trained again, which tracking/test.py
+    would otherwise refuse."""
+    import torch
+    from lib.test.evaluation.provenance import CheckpointRecord, results_conflict, write_record
+    from lib.utils.checkpoint import save_checkpoint
+    settings = settings_for(tmp_path, data_dir)
+    variant = ablation.VARIANTS["multitask+memory_gate"]
+    model = ablation.model_checkpoint(settings, variant)
+    save_checkpoint({"net": {"w": torch.zeros(2)}, "epoch": 3}, model)
+    folder = ablation._results_of(settings, variant, settings.test_dataset)
+    write_boxes(sequence_files(folder, "2-Boat", "got10k").boxes, [[1, 2, 3, 4]])
+    write_record(folder, CheckpointRecord.of(model))
+    log_file = tmp_path / variant.name / "ablation.log"
+    ablation._test(settings, variant, "testing", log_file)
+    assert sequence_files(folder, "2-Boat", "got10k").boxes.is_file()  # same checkpoint: reused
+
+    save_checkpoint({"net": {"w": torch.ones(2)}, "epoch": 3}, model)  # trained again
+    assert results_conflict(folder, CheckpointRecord.of(model)) is not None  # what test.py would refuse
+    ablation._test(settings, variant, "testing", log_file)
+    assert not folder.exists() and "holds results of another checkpoint" in log_file.read_text()
+    assert [what for what, _ in recorded_runs] == ["testing", "testing"]

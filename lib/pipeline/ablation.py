@@ -48,7 +48,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -64,6 +64,7 @@ from lib.test.analysis.ablation_report import (compare_to_reference, format_abla
 from lib.test.analysis.challenges import (challenge_accuracy, challenge_labels, challenge_multi_hot, choose_smoothing,
                                           multilabel_scores, read_predictions, smoothed_accuracy)
 from lib.test.analysis.report import plot_differences
+from lib.test.evaluation.provenance import CheckpointRecord, clear_results, results_conflict
 from lib.test.evaluation.results import results_dir, test_dataset
 from lib.utils.atomic import atomic_write_text
 from lib.dataset.base import SequenceDataset
@@ -264,7 +265,7 @@ def train_command(settings: AblationSettings, variant: Variant) -> list[str]:
     """The training command line of a variant (``python -m lib.train.run``)."""
     return [sys.executable, "-m", TRAIN_MODULE, "--script", "hiptrack", "--config", settings.config,
             "--save_dir", str(settings.out_dir / variant.name), "--mode", "single", "--seed", str(settings.seed),
-            "--device", settings.device, "--no_val", *settings.path_args, *settings.extra_train_args,
+            "--device", settings.device, "--no_val", "--debug", *settings.path_args, *settings.extra_train_args,
             "--opts", *_variant_opts(settings, variant)]
 
 
@@ -275,7 +276,7 @@ def test_command(settings: AblationSettings, variant: Variant, dataset: str | No
     test split) into ``save_dir`` (default the variant's folder), always naming the checkpoint."""
     cmd = [sys.executable, "-m", TEST_MODULE, variant.tracker, settings.config,
            "--dataset", dataset or settings.test_dataset, "--save_dir", str(save_dir or settings.out_dir / variant.name),
-           "--device", settings.device, "--threads", str(settings.threads), *settings.path_args]
+           "--device", settings.device, "--threads", str(settings.threads), "--debug", *settings.path_args]
     if variant.classifies:
         cmd.append("--save_cls")
     cmd += ["--checkpoint", str(model_checkpoint(settings, variant))]  # also when the results go elsewhere
@@ -409,12 +410,17 @@ def _train(settings: AblationSettings, variant: Variant, cfg: CfgNode, log_file:
         seconds = json.loads(time_file.read_text(encoding="utf-8"))["seconds"] if time_file.is_file() else None
         return seconds, True
     cmd = train_command(settings, variant)
-    earlier = [(e, path) for e, path in epoch_checkpoints(run_paths.checkpoint_dir) if e < epoch]
+    found = epoch_checkpoints(run_paths.checkpoint_dir)
+    earlier = [(e, path) for e, path in found if e < epoch]
     start_epoch = 0
     if earlier and not settings.retrain:  # an interrupted run: continue it exactly
         start_epoch, resume_from = earlier[-1]
         _note(log_file, f"{variant.name}: continuing training from {resume_from}")
         cmd = [*cmd[:cmd.index("--opts")], "--resume", str(resume_from), *cmd[cmd.index("--opts"):]]
+    elif found:  # training again from scratch: the trainer refuses to mix in the old run's checkpoints
+        _note(log_file, f"{variant.name}: training from scratch, replacing the checkpoints in "
+                        f"{run_paths.checkpoint_dir}")
+        cmd = [*cmd[:cmd.index("--opts")], "--overwrite", *cmd[cmd.index("--opts"):]]
     stale = results_dir(settings.out_dir / variant.name, variant.tracker, config_name(settings.config),
                         settings.test_dataset)
     if stale.exists():
@@ -428,6 +434,21 @@ def _train(settings: AblationSettings, variant: Variant, cfg: CfgNode, log_file:
         seconds = _run(cmd, what, log_file)
     atomic_write_text(time_file, json.dumps({"seconds": seconds, "epoch": epoch}) + "\n")
     return seconds, False
+
+
+def _test(settings: AblationSettings, variant: Variant, what: str, log_file: Path, dataset: str | None = None,
+          save_dir: Path | None = None, extra_opts: Sequence[str] = ()) -> float:
+    """Run a variant's test command (:func:`test_command`); the wall seconds. Results in its folder of
+    another checkpoint (its model was trained again since) are removed first, as ``tracking/test.py``
+    refuses to mix them with the new checkpoint's; results of this checkpoint are kept and skipped."""
+    folder = _results_of(settings, variant, dataset or settings.test_dataset, save_dir)
+    checkpoint = model_checkpoint(settings, variant)
+    if checkpoint.is_file():
+        stale = results_conflict(folder, CheckpointRecord.of(checkpoint))
+        if stale is not None:
+            _note(log_file, f"{variant.name}: removing {folder}: it {stale}")
+            clear_results(folder)
+    return _run(test_command(settings, variant, dataset, save_dir, extra_opts), what, log_file)
 
 
 def _check_inputs(settings: AblationSettings, variants: Sequence[Variant]
@@ -489,8 +510,8 @@ def _tune_on_validation(settings: AblationSettings, variant: Variant, validation
     val_ao, folders = {}, {}
     for value in candidates:
         save_dir = settings.out_dir / variant.name / "val" / f"{key}={value}"
-        _run(test_command(settings, variant, validation.name, save_dir, [f"{key}={value}"]),
-             f"{variant.name}: validation {key}={value}", log_file)
+        _test(settings, variant, f"{variant.name}: validation {key}={value}", log_file, validation.name, save_dir,
+              [f"{key}={value}"])
         folders[value] = _results_of(settings, variant, validation.name, save_dir)
         val_ao[value] = evaluate_results(folders[value], validation.dataset, fmt)["ao"]
     chosen = max(candidates, key=lambda v: val_ao[v])  # max keeps the first of equal values
@@ -505,8 +526,7 @@ def _validation_predictions(settings: AblationSettings, variant: Variant, valida
     results = tuned_results
     if results is None:
         save_dir = settings.out_dir / variant.name / "val" / "predictions"
-        _run(test_command(settings, variant, validation.name, save_dir, chosen), f"{variant.name}: validation",
-             log_file)
+        _test(settings, variant, f"{variant.name}: validation", log_file, validation.name, save_dir, chosen)
         results = _results_of(settings, variant, validation.name, save_dir)
     return read_predictions(results, test_dataset(validation.name).result_format, list(validation.labels))
 
@@ -543,7 +563,7 @@ def run_variant(settings: AblationSettings, variant: Variant, cfg: CfgNode, trut
     chosen, tuning, tuned_results = (), None, None
     if variant.tune and validation is not None:
         chosen, tuning, tuned_results = _tune_on_validation(settings, variant, validation, log_file)
-    test_seconds = _run(test_command(settings, variant, extra_opts=chosen), f"{variant.name}: testing", log_file)
+    test_seconds = _test(settings, variant, f"{variant.name}: testing", log_file, extra_opts=chosen)
     results = _results_of(settings, variant, settings.test_dataset)
     scores = evaluate_results(results, truth.dataset, test_dataset(settings.test_dataset).result_format)
     validation_probs = None
@@ -573,16 +593,20 @@ def train_stats_of_epoch(metrics_file: Path, epoch: int) -> dict | None:
     return {"epoch": epoch, **{k: v for k, v in record.get("train", {}).items() if k != "confusion"}}
 
 
-def run_ablation(settings: AblationSettings, variants: Sequence[str] | None = None) -> AblationResult:
+def run_ablation(settings: AblationSettings, variants: Sequence[str] | None = None,
+                 on_start: Callable[[], None] | None = None) -> AblationResult:
     """Train, test and score each variant (default :data:`DEFAULT_VARIANTS`) for every seed of
     ``settings.seed_list``, in ``<out_dir>/seed<s>/``; write ``<out_dir>/ablation.json`` and the plots of
     ``<out_dir>/plots/``.
 
     Raises ValueError / FileNotFoundError (bad variant, config, dataset or label folder, before any
-    training) and RuntimeError naming the variant, the step and its log when a child process fails.
+    training; ``on_start`` is called once they are checked) and RuntimeError naming the variant, the
+    step and its log when a child process fails.
     """
     chosen = select_variants(variants)
     test_truth, val_truth, configs = _check_inputs(settings, chosen)
+    if on_start is not None:
+        on_start()
     labelled = settings.cls_ann_dir is not None
     truth = _Truth.of(test_truth, settings.test_dataset, labelled)
     validation = _Truth.of(val_truth, settings.val_dataset, labelled)
@@ -692,11 +716,6 @@ def report_lines(result: AblationResult) -> list[str]:
             *(f"wrote {path}" for path in [*result.plots, result.json_path])]
 
 
-# what the ablation CLIs report as bad input (exit 2: config and dataset errors are ValueErrors); a
-# RuntimeError is a failed step (exit 1)
+# what the ablation CLIs report as bad input when raised before the children start (exit 2: config
+# and dataset errors are ValueErrors); anything after, e.g. a RuntimeError of a failed step, exits 1
 INPUT_ERRORS = (ValueError, FileNotFoundError)
-
-
-def exit_code_of(error: Exception) -> int:
-    """A CLI's exit code for ``error``: 2 bad input, 1 a failed step."""
-    return 2 if isinstance(error, INPUT_ERRORS) else 1
