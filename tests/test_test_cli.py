@@ -279,7 +279,8 @@ def test_config_mistakes_exit_2_with_one_error_line(cli, data_dir, cls_checkpoin
     elif case == "invalid_yaml":
         argv[1] = str(tmp_path / "broken.yaml")
         (tmp_path / "broken.yaml").write_text("MODEL: [unclosed\n")
-    argv += {"unknown_key": ["--opts", "MODEL.FOO=1", "TEST.EPOH=3"], "bad_value": ["--opts", "TRAIN.LR=abc"]}.get(case, [])
+    opts = {"unknown_key": ["MODEL.FOO=1", "TEST.EPOH=3"], "bad_value": ["TRAIN.LR=abc"]}.get(case)
+    argv += ["--opts", *opts] if opts else []
     assert cli.main(argv) == 2
     line = one_error_line(capsys)
     expected = {"missing_config": "nowhere.yaml' does not exist", "invalid_yaml": "broken.yaml' is not valid YAML",
@@ -328,7 +329,12 @@ def test_results_record_their_checkpoint_and_another_one_is_refused(cli, data_di
     assert cli.main(base_argv(save_dir, data_dir, "--checkpoint", str(same))) == 0
     assert "1 sequences done, 1 skipped, 0 failed" in capsys.readouterr().out
 
-    # --overwrite clears the folder, then every sequence is tracked with the new checkpoint
+    # --overwrite clears the folder only once the setup is through: a mistake keeps the old results
+    stamps = {p: p.stat().st_mtime_ns for p in directory.rglob("*")}
+    assert cli.main(base_argv(save_dir, data_dir, "--checkpoint", str(other), "--overwrite", "--sequence", "9-No")) == 2
+    assert "9-No" in one_error_line(capsys)
+    assert {p: p.stat().st_mtime_ns for p in directory.rglob("*")} == stamps
+    # then every sequence is tracked with the new checkpoint
     assert cli.main(base_argv(save_dir, data_dir, "--checkpoint", str(other), "--overwrite")) == 0
     assert "2 sequences done, 0 skipped, 0 failed" in capsys.readouterr().out
     assert json.loads((directory / "checkpoint.json").read_text())["epoch"] == 5

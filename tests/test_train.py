@@ -496,7 +496,8 @@ def test_a_failed_resume_changes_nothing_on_disk(train_cli, data_dir, tmp_path, 
         resume = ("--resume",)
     else:
         target = tmp_path / "other.pth.tar"
-        assert train_cli.main(cli_args(data_dir, tmp_path / "other", "TRAIN.EPOCH=1", "MODEL.CLS_HEAD.HIDDEN_DIM=8")) == 0
+        other_run = cli_args(data_dir, tmp_path / "other", "TRAIN.EPOCH=1", "MODEL.CLS_HEAD.HIDDEN_DIM=8")
+        assert train_cli.main(other_run) == 0
         shutil.copy(run_dir(tmp_path / "other") / "HIPTrack_ep0001.pth.tar", target)
         resume = ("--resume", str(target))
     capsys.readouterr()

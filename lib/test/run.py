@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from lib.config.hiptrack import load_config, resolve_experiment_config
-from lib.test.evaluation.provenance import CheckpointRecord, claim_results_folder, write_record
+from lib.test.evaluation.provenance import CheckpointRecord, check_results_folder, clear_results, write_record
 from lib.test.evaluation.results import TEST_DATASETS, results_dir
 from lib.test.evaluation.runner import PROGRESS_FRAMES, PROGRESS_SECONDS, RunSettings, run_dataset
 from lib.test.tracker import TRACKERS
@@ -141,11 +141,13 @@ def run_test(args: argparse.Namespace, argv: list[str] | None, run: CliRun) -> i
         dataset = build_dataset(spec.registry_name, DatasetPaths.from_env(args.dataset_dir, args.paths, args.data_dir),
                                 cls_ann_dir=cls_ann_dir)
     record = CheckpointRecord.of(checkpoint)
-    claim_results_folder(out_dir, record, args.overwrite)
+    check_results_folder(out_dir, record, args.overwrite)
     logger.info("%s / %s (%s, %s) on %s: %d sequences -> %s", args.tracker_name, param,
                 loaded_epoch(record, epoch, args), checkpoint, args.dataset, len(dataset), out_dir)
 
-    def start() -> None:  # the tracker is built: record the checkpoint, then track
+    def start() -> None:  # the tracker is built: (clear the folder,) record the checkpoint, then track
+        if args.overwrite:
+            clear_results(out_dir)
         write_record(out_dir, record)
         run.start()
 

@@ -83,13 +83,11 @@ def clear_results(folder: str | Path) -> None:
     got10k_zip_path(folder).unlink(missing_ok=True)
 
 
-def claim_results_folder(folder: str | Path, record: CheckpointRecord, overwrite: bool) -> None:
-    """Make ``folder`` a place for results of ``record``'s checkpoint: ``overwrite`` clears it first;
-    without it, results of another checkpoint raise :class:`ResultsConflictError` (nothing changes)."""
-    if overwrite:
-        clear_results(folder)
-        return
-    reason = results_conflict(folder, record)
+def check_results_folder(folder: str | Path, record: CheckpointRecord, overwrite: bool) -> None:
+    """Refuse (:class:`ResultsConflictError`, nothing changes) a folder holding results of another
+    checkpoint than ``record``'s, unless ``overwrite`` (the caller then clears it with
+    :func:`clear_results` before writing)."""
+    reason = None if overwrite else results_conflict(folder, record)
     if reason is not None:
         raise ResultsConflictError(f"{folder} {reason}, not of {record.describe()}: pass --overwrite to clear the "
                                    "folder and test again, or choose another --save_dir")

@@ -333,9 +333,9 @@ def run_dataset(settings: RunSettings, dataset: SequenceDataset, directory: Path
 
     The tracker is built here first, so a bad checkpoint or config fails before any work starts
     (a ``ValueError`` for an unknown sequence or a checkpoint that does not fit the tracker);
-    ``on_start`` is called once that is done, right before tracking. With ``write_zip`` (GOT-10k
-    test) the server archive :func:`got10k_zip_path` is written once every sequence of the dataset
-    has results.
+    ``on_start`` is called once that is done, before existing results are looked for. With
+    ``write_zip`` (GOT-10k test) the server archive :func:`got10k_zip_path` is written once every
+    sequence of the dataset has results.
     """
     all_names = [dataset.sequence_name(i) for i in range(len(dataset))]
     names = list(sequences) if sequences else all_names
@@ -344,6 +344,8 @@ def run_dataset(settings: RunSettings, dataset: SequenceDataset, directory: Path
         raise ValueError(f"{dataset.name} has no sequence {', '.join(unknown)}; its sequences are "
                          f"{', '.join(all_names[:10])}{', ...' if len(all_names) > 10 else ''}")
     tracker = build_tracker(settings)
+    if on_start is not None:  # before results are looked for: the caller may clear the folder
+        on_start()
     policies = tracker.policies
     summary = RunSummary(Path(directory))
     todo = []
@@ -361,8 +363,6 @@ def run_dataset(settings: RunSettings, dataset: SequenceDataset, directory: Path
     if threads > 1 and len(jobs) > 1:
         del tracker  # each worker loads its own
         tracker = None
-    if on_start is not None:
-        on_start()
     summary.outcomes += unreadable + run_jobs(settings, jobs, threads, tracker)
     order = {name: i for i, name in enumerate(names)}
     summary.outcomes.sort(key=lambda o: order[o.name])
