@@ -10,6 +10,10 @@ Frame 1 is the initialisation frame: its box is the given init box and its time 
 ``initialize``; times exclude reading the image. Workers get plain data only (:class:`RunSettings`,
 :class:`SequenceJob`), never a network or a dataset object.
 
+Within a sequence, progress is shown by :class:`FrameProgress`: a tqdm bar in this process when
+stderr is a terminal, else (and always in workers) a log line with frames/s and ETA every
+``RunSettings.progress_every`` frames or :data:`PROGRESS_SECONDS`.
+
 With a challenge-aware policy on (``TEST.POLICY``) every sequence also gets its policy log
 ``<seq>_policy.txt`` (part of a complete result), and with ``TEST.POLICY.SOURCE: oracle`` -- and only
 then -- the tracker gets each frame's ground-truth challenge flags as ``info["challenge_flags"]``.
