@@ -400,6 +400,7 @@ def test_a_second_training_into_a_locked_run_is_refused_naming_the_holder(train_
         assert "another --save_dir" in line
         assert lock.read_text() == before  # the holder's lock is left alone
         assert not list(run_dir(tmp_path).glob("HIPTrack_ep*")) and not (run_dir(tmp_path) / "config.yaml").exists()
+        assert (tmp_path / "logs" / f"hiptrack-{CONFIG}.log").read_text() == ""  # nothing in the holder's log
     finally:
         holder.kill()
         holder.wait()

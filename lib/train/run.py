@@ -122,13 +122,13 @@ def _train(args: argparse.Namespace, add_log_file: Callable[[Path], None], run: 
     config_path = resolve_experiment_config(args.config, script=args.script)
     paths = RunPaths(Path(args.save_dir).expanduser().resolve(), config_path.stem, args.script)
     with user_mistakes(OSError, context=f"cannot write the run's log under --save_dir {paths.save_dir}: "):
-        add_log_file(paths.log_file)
-    if rank == 0:
-        run.use_log_file(paths.log_file)
-    cfg = load_config(config_path, opts=args.opts)
-    device = resolve_device(args.device, local_rank)
-    data_paths = dataset_paths(args)
+        add_log_file(paths.log_file)  # before the lock: a stale lock's takeover is logged
     with _run_lock(paths, rank == 0):
+        if rank == 0:  # only once the lock is ours: a run refused for it writes nothing into the holder's log
+            run.use_log_file(paths.log_file)
+        cfg = load_config(config_path, opts=args.opts)
+        device = resolve_device(args.device, local_rank)
+        data_paths = dataset_paths(args)
         if rank == 0:
             refuse_fresh_run_over_checkpoints(paths, args.resume, args.overwrite)
         dist_info = init_distributed(device)
