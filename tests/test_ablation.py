@@ -223,7 +223,8 @@ def test_training_skipped_when_the_tested_checkpoint_exists(tmp_path, data_dir, 
     assert "different config (TRAIN.LR (0.001 -> 0.5))" in caplog.text
     retrain = settings_for(tmp_path, data_dir, retrain=True)
     assert ablation._train(retrain, variant, ablation.variant_config(retrain, variant), log_file)[1] is False
-    assert "--resume" not in recorded_runs[-1][1]
+    cmd = recorded_runs[-1][1]
+    assert "--resume" not in cmd and cmd.index("--overwrite") < cmd.index("--opts")  # the trainer would refuse
 
 
 def test_interrupted_training_continues_and_stale_results_go(tmp_path, data_dir, recorded_runs):
@@ -236,23 +237,6 @@ def test_interrupted_training_continues_and_stale_results_go(tmp_path, data_dir,
     cmd = recorded_runs[0][1]
     assert cmd[cmd.index("--resume") + 1] == str(earlier) and cmd.index("--resume") < cmd.index("--opts")
     assert not stale.exists()
-
-
-def test_a_retrained_model_clears_the_results_of_the_variants_testing_it(tmp_path, data_dir, monkeypatch):
-    settings = settings_for(tmp_path, data_dir)
-    gate = ablation.VARIANTS["multitask+memory_gate"]
-    old_test = results_dir(tmp_path / gate.name, gate.tracker, "hiptrack_cls_quickstart", "synthetic_test")
-    old_val = tmp_path / gate.name / "val" / "TEST.POLICY.MEMORY_GATE_THRESHOLD=0.5"
-    for folder in (old_test, old_val):
-        folder.mkdir(parents=True)
-    monkeypatch.setattr(ablation, "_run", lambda cmd, what, log_file: 1.0)
-    monkeypatch.setattr(ablation, "evaluate_results", lambda *a: {"ao": 0.5})
-    truth = ablation._Truth(None, "synthetic_test", None, None)
-    cfg = ablation.variant_config(settings, gate)
-    ablation.run_variant(settings, gate, cfg, truth, model_retrained=False)
-    assert old_test.exists() and old_val.exists()  # the same checkpoint: its results are reused
-    ablation.run_variant(settings, gate, cfg, truth, model_retrained=True)
-    assert not old_test.exists() and not old_val.exists()
 
 
 # ----------------------------------------------------------------------------- command-line errors
@@ -553,3 +537,28 @@ def test_policy_activity_by_hand(tmp_path):
     assert activity["per_challenge"] == {"Occlusion": 0.5, "Motion Blur": 1.0, "Normal": 0.0}
     with pytest.raises(FileNotFoundError, match="no policy log for b"):
         policy_activity(tmp_path, "got10k", {"b": labels["a"]}, 4.0)
+
+
+def test_a_variant_retested_after_retraining_is_not_refused(tmp_path, data_dir, recorded_runs):
+    """Results of the previous checkpoint (recorded in checkpoint.json) are kept while the checkpoint is the
+    same, and removed before the test command runs once it was trained again, which tracking/test.py
+    would otherwise refuse."""
+    import torch
+    from lib.test.evaluation.provenance import CheckpointRecord, results_conflict, write_record
+    from lib.utils.checkpoint import save_checkpoint
+    settings = settings_for(tmp_path, data_dir)
+    variant = ablation.VARIANTS["multitask+memory_gate"]
+    model = ablation.model_checkpoint(settings, variant)
+    save_checkpoint({"net": {"w": torch.zeros(2)}, "epoch": 3}, model)
+    folder = ablation._results_of(settings, variant, settings.test_dataset)
+    write_boxes(sequence_files(folder, "2-Boat", "got10k").boxes, [[1, 2, 3, 4]])
+    write_record(folder, CheckpointRecord.of(model))
+    log_file = tmp_path / variant.name / "ablation.log"
+    ablation._test(settings, variant, "testing", log_file)
+    assert sequence_files(folder, "2-Boat", "got10k").boxes.is_file()  # same checkpoint: reused
+
+    save_checkpoint({"net": {"w": torch.ones(2)}, "epoch": 3}, model)  # trained again
+    assert results_conflict(folder, CheckpointRecord.of(model)) is not None  # what test.py would refuse
+    ablation._test(settings, variant, "testing", log_file)
+    assert not folder.exists() and "holds results of another checkpoint" in log_file.read_text()
+    assert [what for what, _ in recorded_runs] == ["testing", "testing"]

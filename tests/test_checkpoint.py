@@ -24,7 +24,8 @@ from lib.config.hiptrack import EXPERIMENTS_DIR, load_config
 from lib.models.hiptrack.hiptrack import HIPTrack, build_hiptrack
 from lib.models.hiptrack.pretrained import PRETRAINED_DIR_ENV, load_pretrained, resolve_pretrained_path
 from lib.models.hiptrack.vit_ce import build_vit_ce
-from lib.utils.checkpoint import CheckpointError, extract_state_dict, read_checkpoint, save_checkpoint
+from lib.utils.checkpoint import (CheckpointError, checkpoint_epoch, extract_state_dict, file_sha256, read_checkpoint,
+                                  save_checkpoint)
 from tests.reference_data import deterministic_state_dict
 
 TINY_YAML = EXPERIMENTS_DIR / "hiptrack" / "hiptrack_tiny.yaml"
@@ -249,6 +250,53 @@ def test_legacy_format_files(tmp_path, monkeypatch):
     torch.save(trainer_checkpoint(monkeypatch, {"w": torch.ones(2)}), with_objects, _use_new_zipfile_serialization=False)
     with pytest.raises(CheckpointError, match="legacy-format.*lib.train.admin"):
         read_checkpoint(with_objects)
+
+
+class LocalOnlyObject:
+    """A class of this test module: a pickle holding one is not plain data."""
+
+    def __init__(self):
+        self.value = 3
+
+
+def test_zip_checkpoint_with_a_test_class_loads_it_as_an_inert_placeholder(tmp_path):
+    path = tmp_path / "with_object.pth"
+    torch.save({"net": {"w": torch.ones(2)}, "meta": LocalOnlyObject()}, path)
+    obj = read_checkpoint(path)
+    assert not isinstance(obj["meta"], LocalOnlyObject) and repr(obj["meta"]).startswith("<placeholder ")
+    assert obj["meta"]._state == {"value": 3}
+
+
+@pytest.mark.parametrize("kind", ["test_class", "os_system"])
+def test_legacy_pickle_with_objects_is_refused_as_not_plain_data(tmp_path, kind):
+    """Never "corrupt or truncated?", never torch's advice to load with weights_only=False."""
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return os_system_payload(marker)
+
+    payload = LocalOnlyObject() if kind == "test_class" else Exploit()
+    path = tmp_path / f"legacy_{kind}.pth.tar"
+    torch.save({"net": {"w": torch.ones(2)}, "extra": payload}, path, _use_new_zipfile_serialization=False)
+    with pytest.raises(CheckpointError) as info:
+        read_checkpoint(path)
+    message = str(info.value)
+    assert message.startswith(f"{path} was refused: it is a legacy-format (torch < 1.6) checkpoint whose pickle "
+                              "holds objects that are not plain data (")
+    named = "LocalOnlyObject" if kind == "test_class" else ".system"  # torch names os.system by its module posix
+    assert re.search(rf"not plain data \([\w.]*{re.escape(named)}\)", message), message
+    for advice in ("weights_only", "corrupt", "truncated", "trust", "safe_globals"):
+        assert advice not in message
+    assert not marker.exists()
+
+
+def test_checkpoint_epoch_and_digest(tmp_path):
+    path = save_checkpoint({"net": {"w": torch.ones(3)}, "epoch": 12}, tmp_path / "ep.pth.tar")
+    assert checkpoint_epoch(path) == 12
+    assert checkpoint_epoch(save_checkpoint({"net": {"w": torch.ones(3)}}, tmp_path / "no_epoch.pth")) is None
+    import hashlib
+    assert file_sha256(path, chunk_bytes=7) == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_read_checkpoint_missing_file(tmp_path):

@@ -152,9 +152,50 @@ def test_float_strings_and_ints_become_floats(tmp_path: Path) -> None:
     assert cfg.DATA.TRAIN.DATASETS_RATIO == [2.0] and type(cfg.DATA.TRAIN.DATASETS_RATIO[0]) is float
 
 
-def test_empty_section_and_empty_file_override_nothing(tmp_path: Path) -> None:
-    assert merge_yaml(get_default_config(), write_yaml(tmp_path, "MODEL:\n")) == get_default_config()
-    assert merge_yaml(get_default_config(), write_yaml(tmp_path, "")) == get_default_config()
+def test_empty_section_and_empty_file_override_nothing(tmp_path: Path, caplog) -> None:
+    with caplog.at_level(logging.WARNING):
+        assert merge_yaml(get_default_config(), write_yaml(tmp_path, "MODEL:\n")) == get_default_config()
+    assert "empty" not in caplog.text
+    with caplog.at_level(logging.WARNING):
+        assert merge_yaml(get_default_config(), write_yaml(tmp_path, "# only a comment\n")) == get_default_config()
+    assert "config file" in caplog.text and "exp.yaml' is empty: it overrides no default" in caplog.text
+
+
+def test_every_problem_of_a_file_is_reported_at_once(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path, "MODEL:\n  MAX_MEMS: 3\n  MAX_MEM: abc\nTRAIN:\n  AMP: 1\n  BATCH_SIZ: 2\n  LR: 0.5\n")
+    cfg = get_default_config()
+    with pytest.raises(ConfigError) as info:
+        merge_yaml(cfg, path)
+    message = str(info.value)
+    assert message.startswith("4 config errors:")
+    assert len(info.value.problems) == 4 and all("exp.yaml" in p for p in info.value.problems)
+    for fragment in ("'MODEL.MAX_MEMS' (did you mean 'MODEL.MAX_MEM'?)", "key 'MODEL.MAX_MEM': expected int",
+                     "key 'TRAIN.AMP': expected bool", "'TRAIN.BATCH_SIZ' (did you mean 'TRAIN.BATCH_SIZE'?)"):
+        assert fragment in message
+    assert cfg.TRAIN.LR == 1e-4, "a failing file applies nothing, not even its valid keys"
+
+
+def test_load_config_reports_the_file_and_the_options_together(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path, "MODEL:\n  MAX_MEMS: 3\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, opts=["TRAIN.LR=abc", "TEST.EPOH=3", "MODEL.MAX_MEM"])
+    assert [p.split(":", 1)[0] for p in info.value.problems] == [
+        "config file '" + str(path) + "'", "option 'TRAIN.LR=abc'", "option 'TEST.EPOH=3'", "option 'MODEL.MAX_MEM'"]
+    assert "did you mean 'TEST.EPOCH'" in str(info.value)
+
+
+def test_unknown_leaf_key_suggests_a_leaf_key_not_its_section() -> None:
+    with pytest.raises(ConfigError) as info:
+        merge_opts(get_default_config(), ["MODEL.FOO=1"])
+    message = str(info.value)
+    assert "'MODEL.FOO'" in message and "did you mean 'MODEL'" not in message
+    assert "MODEL holds MODEL.PRETRAIN_FILE, MODEL.MAX_MEM" in message and "MODEL.BACKBONE.*" in message
+    with pytest.raises(ConfigError, match=r"'TRAIN.FOO' \(no similar key exists; TRAIN holds TRAIN.LR"):
+        merge_opts(get_default_config(), ["TRAIN.FOO.BAR=1"])  # never its own section TRAIN
+    with pytest.raises(ConfigError, match=r"did you mean 'MODEL.CLS_HEAD.MODE'"):
+        merge_opts(get_default_config(), ["MODEL.CLS_HEAD.MOD=multi"])
+    with pytest.raises(ConfigError, match=r"did you mean 'MODEL.HEAD'"):  # a mapping is meant for a section
+        merge_dict(get_default_config(), {"MODEL": {"HEAD_": {"TYPE": "CENTER"}}})
 
 
 @pytest.mark.parametrize(

@@ -68,22 +68,29 @@ def test_plain_tracker_loads_the_output_strictly_and_tracks_identically(convert,
     np.testing.assert_allclose(boxes[0], boxes[1], atol=1e-4)
 
 
-def test_fusion_is_refused(convert, tmp_path):
+def error_line(capsys) -> str:
+    """The one ``error:`` line of a refused conversion (no traceback)."""
+    err = capsys.readouterr().err
+    [line] = [line for line in err.splitlines() if line.startswith("error:")]
+    assert "Traceback" not in err
+    return line
+
+
+def test_fusion_is_refused(convert, tmp_path, capsys):
     ckpt = tiny_checkpoint(tmp_path / "fusion.pth.tar", "MODEL.CLS_HEAD.FUSION=ADD")
     out = tmp_path / "plain.pth.tar"
-    with pytest.raises(SystemExit) as exc:
-        convert(["--input", str(ckpt), "--output", str(out)])
-    assert "fusion" in str(exc.value.code) and not out.exists()
+    assert convert(["--input", str(ckpt), "--output", str(out)]) == 2
+    assert "fusion" in error_line(capsys) and not out.exists()
 
 
 @pytest.mark.parametrize("stored", [True, "FILM", "GATE"])
-def test_fusion_flag_in_stored_config_is_refused(convert, cls_ckpt, tmp_path, stored):
+def test_fusion_flag_in_stored_config_is_refused(convert, cls_ckpt, tmp_path, stored, capsys):
     payload = read_checkpoint(cls_ckpt)
     payload["config"]["MODEL"]["CLS_HEAD"]["FUSION"] = stored
     ckpt = save_checkpoint(payload, tmp_path / "flagged.pth.tar")
     out = tmp_path / "plain.pth.tar"
-    with pytest.raises(SystemExit, match="MODEL.CLS_HEAD.FUSION"):
-        convert(["--input", str(ckpt), "--output", str(out)])
+    assert convert(["--input", str(ckpt), "--output", str(out)]) == 2
+    assert "MODEL.CLS_HEAD.FUSION" in error_line(capsys)
     assert not out.exists()
 
 
@@ -94,27 +101,27 @@ def test_a_stored_fusion_none_converts(convert, cls_ckpt, tmp_path):
     assert (tmp_path / "plain.pth.tar").is_file()
 
 
-def test_input_is_never_overwritten(convert, cls_ckpt, tmp_path):
+def test_input_is_never_overwritten(convert, cls_ckpt, tmp_path, capsys):
     before = digest(cls_ckpt)
     for argv in (["--output", str(cls_ckpt)], ["--output", str(cls_ckpt), "--overwrite"],
                  ["--output", str(cls_ckpt.parent / "." / cls_ckpt.name), "--overwrite"]):
-        with pytest.raises(SystemExit, match="input"):
-            convert(["--input", str(cls_ckpt), *argv])
+        assert convert(["--input", str(cls_ckpt), *argv]) == 2
+        assert "input" in error_line(capsys)
     assert digest(cls_ckpt) == before
 
 
-def test_existing_output_needs_overwrite(convert, cls_ckpt, tmp_path):
+def test_existing_output_needs_overwrite(convert, cls_ckpt, tmp_path, capsys):
     out = tmp_path / "plain.pth.tar"
     out.write_text("keep me")
-    with pytest.raises(SystemExit, match="--overwrite"):
-        convert(["--input", str(cls_ckpt), "--output", str(out)])
+    assert convert(["--input", str(cls_ckpt), "--output", str(out)]) == 2
+    assert "--overwrite" in error_line(capsys)
     assert out.read_text() == "keep me"
     assert convert(["--input", str(cls_ckpt), "--output", str(out), "--overwrite"]) == 0
     assert "net" in read_checkpoint(out)
 
 
 @pytest.mark.parametrize("case", ["missing", "not_a_checkpoint", "no_head"])
-def test_bad_input_is_a_clear_error_and_writes_nothing(convert, tmp_path, case):
+def test_bad_input_is_a_clear_error_and_writes_nothing(convert, tmp_path, case, capsys):
     source = tmp_path / "in.pth.tar"
     expected = {"missing": "not found", "not_a_checkpoint": "not a readable", "no_head": "no cls_head"}[case]
     if case == "not_a_checkpoint":
@@ -123,7 +130,32 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(convert, tmp_path, case):
         cfg = load_config(resolve_experiment_config("hiptrack_tiny"))
         save_checkpoint({"net": build_model(cfg, training=False).state_dict(), "epoch": 1}, source)
     out = tmp_path / "out.pth.tar"
-    with pytest.raises(SystemExit) as exc:
-        convert(["--input", str(source), "--output", str(out)])
-    assert expected in str(exc.value.code) and str(exc.value.code).startswith("error:")
+    assert convert(["--input", str(source), "--output", str(out)]) == 2
+    assert expected in error_line(capsys)
     assert not out.exists() and not list(tmp_path.glob(".out.pth.tar*"))
+
+
+@pytest.mark.parametrize("case", ["a_folder", "through_a_file", "write_fails"])
+def test_an_output_that_cannot_be_written_exits_2_before_reading(convert, cls_ckpt, tmp_path, capsys, monkeypatch,
+                                                                 case):
+    from lib.test.tracker import checkpoint_conversion
+    reads = []
+    monkeypatch.setattr(checkpoint_conversion, "read_checkpoint", lambda p: reads.append(p) or read_checkpoint(p))
+    if case == "a_folder":
+        out = tmp_path / "folder"
+        out.mkdir()
+        expected = f"output {out} is a folder"
+    elif case == "through_a_file":
+        (tmp_path / "a_file").write_text("")
+        out = tmp_path / "a_file" / "plain.pth.tar"  # root may write anywhere: a file as parent fails for anyone
+        expected = f"{tmp_path / 'a_file'} is a file, not a folder"
+    else:  # e.g. a read-only file system or a full disk, found only when writing
+        def no_space(*args, **kwargs):
+            raise OSError(28, "No space left on device")
+        monkeypatch.setattr(checkpoint_conversion, "save_checkpoint", no_space)
+        out = tmp_path / "plain.pth.tar"
+        expected = f"cannot write {out}: No space left on device"
+    assert convert(["--input", str(cls_ckpt), "--output", str(out)]) == 2
+    assert expected in error_line(capsys)
+    assert reads == ([] if case != "write_fails" else [cls_ckpt])
+    assert not (out.is_file() if case != "a_folder" else any(out.iterdir()))

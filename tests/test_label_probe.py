@@ -110,8 +110,9 @@ def test_cli_runs_on_the_synthetic_data_and_writes_its_scores(probe_data, tmp_pa
     assert np.array(record["scores"][0]["confusion"]).shape == (10, 10)
 
 
-def test_cli_without_labels_is_a_clear_input_error(probe_data, tmp_path, caplog):
+def test_cli_without_labels_is_a_clear_input_error(probe_data, tmp_path, capsys):
     main = load_script(REPO / "tracking" / "probe_cls_labels.py").main
     assert main(_probe_args(probe_data)) == 2
-    assert "DATA.TRAIN.CLS_ANN_DIR is empty" in caplog.text
+    err = capsys.readouterr().err
+    assert "error: DATA.TRAIN.CLS_ANN_DIR is empty" in err and "Traceback" not in err
     assert main(_probe_args(tmp_path / "missing") + ["DATA.TRAIN.CLS_ANN_DIR=/nowhere"]) == 2

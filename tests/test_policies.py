@@ -24,6 +24,7 @@ from lib.test.run import oracle_labels_dir
 from lib.test.tracker import HIPTrackCLSTracker, HIPTrackTracker
 from lib.test.tracker.policies import (ChallengePolicies, ChallengeSmoother, FrameDecision, PolicyRecord,
                                        smooth_probabilities)
+from lib.utils.cli import UsageError
 from lib.utils.crop import clip_box, sample_target
 from test_tracker import moving_square
 
@@ -386,8 +387,10 @@ def test_plain_tracker_refuses_policies_on_predictions():
 
 
 def test_oracle_needs_cls_ann_dir(tmp_path):
-    with pytest.raises(SystemExit, match="--cls_ann_dir"):
+    with pytest.raises(UsageError, match="--cls_ann_dir"):  # exit 2 with one error line in tracking/test.py
         oracle_labels_dir(make_tiny_cfg(ORACLE, "TEST.POLICY.DAMPING=True"), None)
+    with pytest.raises(UsageError, match="is not a folder"):
+        oracle_labels_dir(make_tiny_cfg(ORACLE, "TEST.POLICY.DAMPING=True"), tmp_path / "missing")
     assert oracle_labels_dir(make_tiny_cfg(ORACLE, "TEST.POLICY.DAMPING=True"), tmp_path) == tmp_path
     assert oracle_labels_dir(make_tiny_cfg(ORACLE), tmp_path) is None  # no policy on: labels unused
 

@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
 import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -143,9 +147,9 @@ def test_one_sequence_and_unknown_sequence(cli, data_dir, cls_checkpoint, tmp_pa
     assert "1 sequences done, 0 skipped, 0 failed" in capsys.readouterr().out
     check_sequence_results(out_dir(save_dir), data_dir, "4-USV", save_cls=False)
     assert not (out_dir(save_dir) / "2-Boat").exists()
-    with pytest.raises(SystemExit) as exc:
-        cli.main(argv + ["--sequence", "9-Nothing"])
-    assert "9-Nothing" in str(exc.value.code) and "2-Boat" in str(exc.value.code)
+    assert cli.main(argv + ["--sequence", "9-Nothing"]) == 2
+    line = one_error_line(capsys)
+    assert "9-Nothing" in line and "2-Boat" in line
 
 
 def test_failing_sequence_is_listed_and_the_others_complete(cli, data_dir, cls_checkpoint, tmp_path, capsys, caplog):
@@ -180,27 +184,33 @@ def test_got10k_test_writes_the_server_zip(cli, data_dir, cls_checkpoint, tmp_pa
         assert z.read("2-Boat/2-Boat_001.txt") == (directory / "2-Boat" / "2-Boat_001.txt").read_bytes()
 
 
-def test_missing_checkpoint_names_path_and_flags(cli, data_dir, tmp_path):
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["hiptrack_cls", "hiptrack_cls_tiny", "--dataset", "synthetic_test", "--save_dir", str(tmp_path),
-                  "--epoch", "7", "--dataset_dir", f"synthetic={data_dir}"])
-    message = str(exc.value.code)
+def one_error_line(capsys) -> str:
+    """The one ``error:`` line on stderr; no traceback."""
+    err = capsys.readouterr().err
+    [line] = [line for line in err.splitlines() if line.startswith("error:")]
+    assert "Traceback" not in err
+    return line
+
+
+def test_missing_checkpoint_names_path_and_flags(cli, data_dir, tmp_path, capsys):
+    assert cli.main(["hiptrack_cls", "hiptrack_cls_tiny", "--dataset", "synthetic_test", "--save_dir", str(tmp_path),
+                     "--epoch", "7", "--dataset_dir", f"synthetic={data_dir}"]) == 2
+    message = one_error_line(capsys)
     assert "HIPTrack_ep0007.pth.tar" in message and "--checkpoint" in message and "--epoch" in message
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-def test_cuda_without_cuda_is_a_clear_error(cli, data_dir, cls_checkpoint, tmp_path):
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["hiptrack_cls", "hiptrack_cls_tiny", "--dataset", "synthetic_test", "--save_dir", str(tmp_path),
-                  "--checkpoint", str(cls_checkpoint), "--dataset_dir", f"synthetic={data_dir}", "--device", "cuda"])
-    assert "--device cpu" in str(exc.value.code)
+def test_cuda_without_cuda_is_a_clear_error(cli, data_dir, cls_checkpoint, tmp_path, capsys):
+    assert cli.main(["hiptrack_cls", "hiptrack_cls_tiny", "--dataset", "synthetic_test", "--save_dir", str(tmp_path),
+                     "--checkpoint", str(cls_checkpoint), "--dataset_dir", f"synthetic={data_dir}",
+                     "--device", "cuda"]) == 2
+    assert "--device cpu" in one_error_line(capsys)
 
 
-def test_cls_checkpoint_with_plain_tracker_suggests_the_fix(cli, data_dir, cls_checkpoint, tmp_path):
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["hiptrack", "hiptrack_tiny", "--dataset", "synthetic_test", "--save_dir", str(tmp_path),
-                  "--checkpoint", str(cls_checkpoint), "--dataset_dir", f"synthetic={data_dir}"])
-    message = str(exc.value.code)
+def test_cls_checkpoint_with_plain_tracker_suggests_the_fix(cli, data_dir, cls_checkpoint, tmp_path, capsys):
+    assert cli.main(["hiptrack", "hiptrack_tiny", "--dataset", "synthetic_test", "--save_dir", str(tmp_path),
+                     "--checkpoint", str(cls_checkpoint), "--dataset_dir", f"synthetic={data_dir}"]) == 2
+    message = one_error_line(capsys)
     assert "hiptrack_cls" in message and "convert_cls_to_tracking.py" in message
     assert not any(tmp_path.rglob("*.txt"))
 
@@ -253,3 +263,147 @@ def test_tracker_table_and_config_checks():
     cls_cfg = load_config(resolve_experiment_config("hiptrack_cls_tiny"))
     with pytest.raises(ValueError, match="hiptrack_cls tracker.*convert_cls_to_tracking.py"):
         TRACKERS["hiptrack"].from_checkpoint(cls_cfg, "unused.pth")
+
+
+# ---------------------------------------------------------------------- errors, provenance, progress
+def base_argv(save_dir: Path, data_dir: Path, *extra: str) -> list[str]:
+    return ["hiptrack_cls", "hiptrack_cls_tiny", "--dataset", "synthetic_test", "--save_dir", str(save_dir),
+            "--dataset_dir", f"synthetic={data_dir}", "--device", "cpu", *extra]
+
+
+@pytest.mark.parametrize("case", ["missing_config", "invalid_yaml", "unknown_key", "bad_value"])
+def test_config_mistakes_exit_2_with_one_error_line(cli, data_dir, cls_checkpoint, tmp_path, capsys, case):
+    argv = base_argv(tmp_path, data_dir, "--checkpoint", str(cls_checkpoint))
+    if case == "missing_config":
+        argv[1] = str(tmp_path / "nowhere.yaml")
+    elif case == "invalid_yaml":
+        argv[1] = str(tmp_path / "broken.yaml")
+        (tmp_path / "broken.yaml").write_text("MODEL: [unclosed\n")
+    opts = {"unknown_key": ["MODEL.FOO=1", "TEST.EPOH=3"], "bad_value": ["TRAIN.LR=abc"]}.get(case)
+    argv += ["--opts", *opts] if opts else []
+    assert cli.main(argv) == 2
+    line = one_error_line(capsys)
+    expected = {"missing_config": "nowhere.yaml' does not exist", "invalid_yaml": "broken.yaml' is not valid YAML",
+                "unknown_key": "2 config errors:", "bad_value": "key 'TRAIN.LR': expected float, got str 'abc'"}[case]
+    assert expected in line
+    assert not (tmp_path / "test").exists()
+
+
+def test_debug_shows_the_traceback(cli, data_dir, cls_checkpoint, tmp_path, capsys):
+    argv = base_argv(tmp_path, data_dir, "--checkpoint", str(cls_checkpoint), "--debug", "--opts", "TRAIN.LR=abc")
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and err.rstrip().splitlines()[-1].startswith("error: ")
+
+
+def test_results_record_their_checkpoint_and_another_one_is_refused(cli, data_dir, cls_checkpoint, tmp_path,
+                                                                     capsys, caplog):
+    import hashlib
+    import json
+    save_dir = tmp_path / "output"
+    with caplog.at_level(logging.INFO):
+        assert cli.main(base_argv(save_dir, data_dir, "--checkpoint", str(cls_checkpoint), "--sequence", "2-Boat")) == 0
+    # the header shows the epoch stored in the file (2), not TEST.EPOCH
+    assert re.search(r"hiptrack_cls / hiptrack_cls_tiny \(epoch 2, .*HIPTrack_ep0002\.pth\.tar\) on synthetic_test",
+                     caplog.text)
+    directory = out_dir(save_dir)
+    record = json.loads((directory / "checkpoint.json").read_text())
+    assert record == {"path": str(cls_checkpoint.absolute()), "epoch": 2,
+                      "sha256": hashlib.sha256(cls_checkpoint.read_bytes()).hexdigest()}
+
+    other = tmp_path / "other.pth.tar"
+    payload = torch.load(cls_checkpoint, weights_only=True)
+    payload["epoch"] = 5
+    save_checkpoint(payload, other)
+    stamps = {p: p.stat().st_mtime_ns for p in directory.rglob("*")}
+    capsys.readouterr()
+    assert cli.main(base_argv(save_dir, data_dir, "--checkpoint", str(other))) == 2
+    line = one_error_line(capsys)
+    assert f"{directory} holds results of another checkpoint, {cls_checkpoint.absolute()} (epoch 2" in line
+    assert f"not of {other.absolute()} (epoch 5" in line and "--overwrite" in line
+    assert {p: p.stat().st_mtime_ns for p in directory.rglob("*")} == stamps  # nothing mixed in, nothing changed
+
+    # the same bytes elsewhere are the same checkpoint: the run resumes
+    same = tmp_path / "copy.pth.tar"
+    shutil.copy(cls_checkpoint, same)
+    assert cli.main(base_argv(save_dir, data_dir, "--checkpoint", str(same))) == 0
+    assert "1 sequences done, 1 skipped, 0 failed" in capsys.readouterr().out
+
+    # --overwrite clears the folder only once the setup is through: a mistake keeps the old results
+    stamps = {p: p.stat().st_mtime_ns for p in directory.rglob("*")}
+    assert cli.main(base_argv(save_dir, data_dir, "--checkpoint", str(other), "--overwrite", "--sequence", "9-No")) == 2
+    assert "9-No" in one_error_line(capsys)
+    assert {p: p.stat().st_mtime_ns for p in directory.rglob("*")} == stamps
+    # then every sequence is tracked with the new checkpoint
+    assert cli.main(base_argv(save_dir, data_dir, "--checkpoint", str(other), "--overwrite")) == 0
+    assert "2 sequences done, 0 skipped, 0 failed" in capsys.readouterr().out
+    assert json.loads((directory / "checkpoint.json").read_text())["epoch"] == 5
+    for name in SEQUENCES:
+        check_sequence_results(directory, data_dir, name, save_cls=False)
+
+
+def test_results_without_a_record_are_refused_unless_overwrite(cli, data_dir, cls_checkpoint, tmp_path, capsys):
+    directory = out_dir(tmp_path)
+    (directory / "2-Boat").mkdir(parents=True)
+    (directory / "2-Boat" / "2-Boat_001.txt").write_text("1,2,3,4\n")  # from an older version or other code
+    argv = base_argv(tmp_path, data_dir, "--checkpoint", str(cls_checkpoint), "--sequence", "2-Boat")
+    assert cli.main(argv) == 2
+    assert "without a readable checkpoint record" in one_error_line(capsys)
+    assert cli.main(argv + ["--overwrite"]) == 0
+    check_sequence_results(directory, data_dir, "2-Boat", save_cls=False)
+
+
+def test_header_shows_the_epoch_read_from_the_default_checkpoint(cli, data_dir, cls_checkpoint, tmp_path, caplog):
+    default = tmp_path / "checkpoints" / "train" / "hiptrack" / "hiptrack_cls_tiny" / "HIPTrack_ep0007.pth.tar"
+    default.parent.mkdir(parents=True)
+    shutil.copy(cls_checkpoint, default)  # stores epoch 2
+    with caplog.at_level(logging.INFO):
+        assert cli.main(base_argv(tmp_path, data_dir, "--epoch", "7", "--sequence", "2-Boat")) == 0
+    assert "(epoch 2, " in caplog.text and "(epoch 7, " not in caplog.text
+    assert f"{default.absolute()} holds epoch 2, not the requested 7" in caplog.text
+
+
+@pytest.fixture(scope="module")
+def long_data_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("long") / "data"
+    generate_dataset(out, sequences=4, frames=45, seed=0, test_fraction=0.5, size=(160, 120))
+    return out
+
+
+def test_progress_lines_within_a_long_sequence(cli, long_data_dir, cls_checkpoint, tmp_path, caplog):
+    argv = base_argv(tmp_path, long_data_dir, "--checkpoint", str(cls_checkpoint), "--sequence", "2-Boat",
+                     "--progress_every", "10")
+    with caplog.at_level(logging.INFO):
+        assert cli.main(argv) == 0
+    lines = re.findall(r"2-Boat: frame (\d+)/45, [\d.]+ frames/s, ETA \d+s", caplog.text)
+    assert [int(n) for n in lines] == [10, 20, 30, 40]
+
+
+def test_progress_lines_from_worker_processes(long_data_dir, cls_checkpoint, tmp_path):
+    # a child process: the workers write to the stderr of the process that started them (this pytest
+    # process may have started its forkserver in another test, under another capture)
+    argv = base_argv(tmp_path, long_data_dir, "--checkpoint", str(cls_checkpoint), "--threads", "2",
+                     "--progress_every", "20")
+    result = subprocess.run([sys.executable, str(TEST_PY), *argv], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    err = result.stderr
+    for name in SEQUENCES:  # each worker logs its own sequence's lines
+        assert re.search(rf"\[worker \d+\]: {name}: frame 20/45, [\d.]+ frames/s, ETA", err), err[-2000:]
+        assert re.search(rf"\[worker \d+\]: {name}: frame 40/45", err)
+
+
+def test_frame_progress_by_time_and_as_a_bar(monkeypatch, caplog):
+    from lib.test.evaluation import runner
+    monkeypatch.setattr(runner, "PROGRESS_SECONDS", 0.0)  # a line on every frame: the time rule alone
+    progress = runner.FrameProgress("seq", total=4, every=1000)
+    with caplog.at_level(logging.INFO):
+        for done in range(1, 5):
+            progress.update(done)
+    assert re.findall(r"seq: frame (\d)/4", caplog.text) == ["1", "2", "3"]  # the last frame: no line
+    bar = runner.FrameProgress("seq", total=4, every=500, bar=True)
+    bar.update(3)
+    assert bar.bar is not None and bar.bar.n == 3
+    bar.close()
+    assert runner.FrameProgress("seq", total=4, every=0, bar=True).bar is None  # 0: silent
+    assert [runner.format_duration(s) for s in (12.2, 405, 3725)] == ["12s", "6m45s", "1h02m"]

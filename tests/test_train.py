@@ -9,10 +9,12 @@ multi-label mode (soft targets, mAP / macro-F1).
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -302,6 +304,212 @@ def test_missing_dataset_root(train_cli, tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert f"dataset root {missing / 'synthetic'} does not exist" in err
     assert "--dataset_dir synthetic=PATH" in err and "HIPTRACK_SYNTHETIC_DIR" in err and "--data_dir" in err
+    assert_one_error_line(err)
+
+
+def error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("error:")]
+
+
+def assert_one_error_line(err: str) -> str:
+    """The console shows one ``error:`` line (continued by indented detail lines) and no traceback."""
+    [line] = error_lines(err)
+    assert "Traceback" not in err
+    return line
+
+
+@pytest.mark.parametrize("case", ["unknown_dataset_name", "cuda_without_cuda", "save_dir_not_writable",
+                                  "config_errors", "missing_config_file"])
+def test_user_mistakes_exit_2_with_one_error_line_and_the_traceback_in_the_log(train_cli, data_dir, tmp_path,
+                                                                                 capsys, case):
+    if case == "cuda_without_cuda" and torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    save_dir, opts, extra = tmp_path / "out", (), ()
+    if case == "unknown_dataset_name":
+        extra = ("--dataset_dir", "synthetc=/data/x")
+    elif case == "cuda_without_cuda":
+        extra = ("--device", "cuda")
+    elif case == "save_dir_not_writable":
+        (tmp_path / "a_file").write_text("")
+        save_dir = tmp_path / "a_file" / "out"  # (root may write anywhere: a file as parent fails for anyone)
+    elif case == "config_errors":
+        opts = ("MODEL.FOO=1", "TRAIN.LR=abc")
+    args = cli_args(data_dir, save_dir, *opts, extra=extra)
+    if case == "missing_config_file":
+        args[args.index("--config") + 1] = str(tmp_path / "nowhere.yaml")
+    assert train_cli.main(args) == 2
+    line = assert_one_error_line(capsys.readouterr().err)
+    expected = {"unknown_dataset_name": "unknown dataset 'synthetc'", "cuda_without_cuda": "--device cuda",
+                "save_dir_not_writable": f"cannot write the run's log under --save_dir {save_dir}",
+                "config_errors": "2 config errors:", "missing_config_file": "nowhere.yaml"}[case]
+    assert expected in line
+    log = save_dir / "logs" / f"hiptrack-{CONFIG}.log"
+    if case == "config_errors":  # also every problem, and a close leaf key, not the section MODEL
+        err_text = log.read_text()
+        assert "'MODEL.FOO' (no similar key exists; MODEL holds MODEL.PRETRAIN_FILE" in err_text
+        assert "key 'TRAIN.LR': expected float, got str 'abc'" in err_text
+    if case in ("save_dir_not_writable", "missing_config_file"):
+        return  # no log: it cannot be written, or its name comes from the config file
+    assert "Traceback (most recent call last)" in log.read_text() and expected in log.read_text()
+    assert not run_dir(save_dir).exists() or not any(run_dir(save_dir).iterdir())
+
+
+def test_debug_prints_the_traceback_on_the_console(train_cli, data_dir, tmp_path, capsys):
+    assert train_cli.main(cli_args(data_dir, tmp_path, "MODEL.FOO=1", extra=("--debug",))) == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "lib.config.node.ConfigError" in err
+    assert len(error_lines(err)) == 1 and err.rstrip().splitlines()[-1].startswith("error:")
+
+
+def test_ddp_launcher_checks_the_config_once(train_cli, data_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert train_cli.main(ddp_args(cli_args(data_dir, tmp_path, "TRAIN.BATCH_SIZ=2"))) == 2
+    line = assert_one_error_line(capsys.readouterr().err)
+    assert "did you mean 'TRAIN.BATCH_SIZE'" in line
+
+
+# ---------------------------------------------------------------------- i. one run per folder
+def lock_file(save_dir: Path) -> Path:
+    return run_dir(save_dir) / "run.lock"
+
+
+def write_lock(save_dir: Path, pid: int, host: str | None = None) -> Path:
+    import socket
+    path = lock_file(save_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"pid": pid, "host": host or socket.gethostname(), "since": "2024-01-01 00:00:00",
+                                "command": "tracking/train.py --config x"}) + "\n")
+    return path
+
+
+def files_of(save_dir: Path) -> dict[str, bytes]:
+    """Every file under ``save_dir`` but the log, with its bytes."""
+    return {str(p.relative_to(save_dir)): p.read_bytes() for p in sorted(save_dir.rglob("*"))
+            if p.is_file() and "logs" not in p.parts}
+
+
+def test_a_second_training_into_a_locked_run_is_refused_naming_the_holder(train_cli, data_dir, tmp_path, capsys):
+    import socket
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        lock = write_lock(tmp_path, holder.pid)
+        before = lock.read_text()
+        assert train_cli.main(cli_args(data_dir, tmp_path, "TRAIN.EPOCH=1")) == 2
+        line = assert_one_error_line(capsys.readouterr().err)
+        assert f"in use by pid {holder.pid} on host {socket.gethostname()}" in line
+        assert "another --save_dir" in line
+        assert lock.read_text() == before  # the holder's lock is left alone
+        assert not list(run_dir(tmp_path).glob("HIPTrack_ep*")) and not (run_dir(tmp_path) / "config.yaml").exists()
+        assert (tmp_path / "logs" / f"hiptrack-{CONFIG}.log").read_text() == ""  # nothing in the holder's log
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_lock_of_another_host_is_reported_with_how_to_remove_it(train_cli, data_dir, tmp_path, capsys):
+    lock = write_lock(tmp_path, 12345, host="elsewhere.example")
+    assert train_cli.main(cli_args(data_dir, tmp_path, "TRAIN.EPOCH=1")) == 2
+    line = assert_one_error_line(capsys.readouterr().err)
+    assert "pid 12345 on host elsewhere.example" in line and f"rm {lock}" in line
+    assert lock.is_file()
+
+
+def test_a_stale_lock_of_a_dead_process_is_taken_over_and_released(train_cli, data_dir, tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    write_lock(tmp_path, dead.pid)
+    assert train_cli.main(cli_args(data_dir, tmp_path, "TRAIN.EPOCH=1")) == 0
+    assert f"taking over the stale lock {lock_file(tmp_path)}: its holder, pid {dead.pid}" in log_text(tmp_path)
+    assert not lock_file(tmp_path).exists()
+
+
+@pytest.mark.parametrize("exit_path", ["done", "failed_run", "user_error", "interrupted"])
+def test_the_lock_is_released_on_every_exit_path(train_cli, data_dir, tmp_path, monkeypatch, capsys, exit_path):
+    from lib.train.trainer import Trainer
+    seen = []
+    fit = Trainer.fit
+
+    def watching_fit(self):
+        seen.append(json.loads(lock_file(tmp_path).read_text())["pid"])  # held while training
+        if exit_path == "failed_run":
+            raise RuntimeError("boom")
+        if exit_path == "interrupted":
+            raise KeyboardInterrupt
+        return fit(self)
+
+    monkeypatch.setattr(Trainer, "fit", watching_fit)
+    args = cli_args(data_dir, tmp_path, "TRAIN.EPOCH=1")
+    if exit_path == "user_error":
+        args[args.index("--data_dir") + 1] = str(tmp_path / "no_data")
+    code = train_cli.main(args)
+    assert code == {"done": 0, "failed_run": 1, "user_error": 2, "interrupted": 130}[exit_path]
+    assert seen == ([] if exit_path == "user_error" else [os.getpid()])
+    assert not lock_file(tmp_path).exists()
+    err = capsys.readouterr().err
+    if exit_path == "failed_run":  # a run that started and failed: the type, and where the traceback is
+        line = assert_one_error_line(err)
+        assert line == f"error: RuntimeError: boom (traceback in {tmp_path / 'logs' / f'hiptrack-{CONFIG}.log'})"
+        assert "Traceback (most recent call last)" in log_text(tmp_path) and "RuntimeError: boom" in log_text(tmp_path)
+    if exit_path == "interrupted":
+        assert assert_one_error_line(err) == "error: interrupted"
+
+
+def test_a_fresh_run_over_checkpoints_is_refused_and_overwrite_starts_clean(train_cli, data_dir, tmp_path, capsys):
+    assert train_cli.main(cli_args(data_dir, tmp_path, "TRAIN.EPOCH=2")) == 0
+    before = files_of(tmp_path)
+    assert train_cli.main(cli_args(data_dir, tmp_path, "TRAIN.EPOCH=1")) == 2
+    line = assert_one_error_line(capsys.readouterr().err)
+    assert f"{run_dir(tmp_path)} already holds 2 checkpoint(s) of {CONFIG} (epochs 1..2)" in line
+    assert "--resume" in line and "--overwrite" in line
+    assert files_of(tmp_path) == before
+
+    tb_train = tmp_path / "tensorboard" / "train" / "hiptrack" / CONFIG / "train"
+    assert len(list(tb_train.iterdir())) == 1
+    args = cli_args(data_dir, tmp_path, "TRAIN.EPOCH=1", extra=("--overwrite",))
+    args[args.index("--seed") + 1] = str(SEED + 1)
+    assert train_cli.main(args) == 0
+    assert sorted(p.name for p in run_dir(tmp_path).glob("HIPTrack_ep*")) == ["HIPTrack_ep0001.pth.tar"]
+    assert [r["epoch"] for r in metrics(tmp_path)] == [1]
+    assert len(list(tb_train.iterdir())) == 1  # the old run's events are gone, not mixed in
+    old = torch.load(io.BytesIO(before[f"checkpoints/train/hiptrack/{CONFIG}/HIPTrack_ep0001.pth.tar"]),
+                     weights_only=True)
+    assert not equal_state(old["net"], checkpoint(tmp_path, 1)["net"], "box_head.")  # the new run's, other seed
+    assert "--overwrite: removed the previous run's checkpoints" in log_text(tmp_path)
+
+
+def test_resume_and_overwrite_together_are_refused(train_cli, data_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        train_cli.main(cli_args(data_dir, tmp_path, extra=("--resume", "--overwrite")))
+    assert exc.value.code == 2 and "pass one of them" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", ["garbage_file", "truncated_latest", "another_config"])
+def test_a_failed_resume_changes_nothing_on_disk(train_cli, data_dir, tmp_path, capsys, bad):
+    assert train_cli.main(cli_args(data_dir, tmp_path, "TRAIN.EPOCH=1")) == 0
+    resume: tuple[str, ...]
+    if bad == "garbage_file":
+        target = tmp_path / "garbage.pth.tar"
+        target.write_bytes(b"not a checkpoint" * 10)
+        resume = ("--resume", str(target))
+    elif bad == "truncated_latest":
+        target = run_dir(tmp_path) / "HIPTrack_ep0001.pth.tar"
+        target.write_bytes(target.read_bytes()[:2000])
+        resume = ("--resume",)
+    else:
+        target = tmp_path / "other.pth.tar"
+        other_run = cli_args(data_dir, tmp_path / "other", "TRAIN.EPOCH=1", "MODEL.CLS_HEAD.HIDDEN_DIM=8")
+        assert train_cli.main(other_run) == 0
+        shutil.copy(run_dir(tmp_path / "other") / "HIPTrack_ep0001.pth.tar", target)
+        resume = ("--resume", str(target))
+    capsys.readouterr()
+    before = files_of(tmp_path)
+    assert train_cli.main(cli_args(data_dir, tmp_path, "TRAIN.EPOCH=2", extra=resume)) == 2
+    line = assert_one_error_line(capsys.readouterr().err)
+    assert str(target) in line
+    if bad == "another_config":
+        assert "does not fit the model of this config" in line
+    assert files_of(tmp_path) == before  # no checkpoint, metrics.jsonl, config.yaml or TensorBoard change
+    assert not lock_file(tmp_path).exists()
 
 
 # ---------------------------------------------------------------------- g. metrics.jsonl

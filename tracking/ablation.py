@@ -14,7 +14,7 @@ test.py; output in <save_dir>/seed<s>/<variant>/ablation.log, epoch progress rea
 metrics.jsonl); a variant whose tested checkpoint exists is not trained again unless --retrain. Prints
 the tables (mean +- std over seeds; each variant minus the baseline with a 95% paired-bootstrap
 interval, overall and per challenge), writes <save_dir>/ablation.json (every seed's per-sequence
-scores) and PNG plots in <save_dir>/plots/. Exit code 2 on bad input, 1 when a step fails.
+scores) and PNG plots in <save_dir>/plots/. Exit code 2 on bad input, 1 when a step fails (docs/README.md).
 """
 from __future__ import annotations
 
@@ -23,10 +23,11 @@ import logging
 import sys
 from pathlib import Path
 
-from lib.pipeline.ablation import DEFAULT_VARIANTS, INPUT_ERRORS, VARIANTS, AblationSettings, exit_code_of, report_lines, run_ablation
+from lib.pipeline.ablation import (DEFAULT_VARIANTS, INPUT_ERRORS, VARIANTS, AblationSettings, report_lines,
+                                   run_ablation)
 from lib.test.evaluation.results import TEST_DATASETS
 from lib.dataset.paths import add_path_arguments
-from lib.utils.cli import parse_with_renamed_flags, renamed_flags_epilog
+from lib.utils.cli import CliRun, add_debug_argument, parse_with_renamed_flags, renamed_flags_epilog, run_cli
 
 RENAMED_FLAGS = {"--out_dir": "--save_dir"}
 
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--retrain", action="store_true", help="train even when the tested checkpoint exists")
     parser.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, every variant")
     add_path_arguments(parser)
+    add_debug_argument(parser)
     return parser
 
 
@@ -99,13 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads < 0:
         parser.error("--threads must be >= 0")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        result = run_ablation(settings_from_args(args), args.variants)
-    except (*INPUT_ERRORS, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return exit_code_of(e)
-    print("\n".join(report_lines(result)))
-    return 0
+
+    def ablate(run: CliRun) -> int:
+        result = run_ablation(settings_from_args(args), args.variants, on_start=run.start)
+        print("\n".join(report_lines(result)))
+        return 0
+
+    return run_cli(ablate, debug=args.debug, user_errors=INPUT_ERRORS)
 
 
 if __name__ == "__main__":

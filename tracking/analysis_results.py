@@ -25,6 +25,7 @@ from lib.test.analysis.evaluate import SERVER_HINTS
 from lib.test.evaluation.results import TEST_DATASETS, results_dir, test_dataset
 from lib.dataset.paths import DatasetPaths, add_path_arguments
 from lib.dataset.registry import build_dataset
+from lib.utils.cli import CliRun, UsageError, add_debug_argument, run_cli
 
 logger = logging.getLogger("analysis_results")
 
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", default=None, type=Path, metavar="FILE", help="also write all scores as JSON")
     parser.add_argument("--verbose", action="store_true", help="log progress (INFO)")
     add_path_arguments(parser)
+    add_debug_argument(parser)
     return parser
 
 
@@ -95,25 +97,26 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     if not args.tracker and not args.results_dir:
         parser.error("give at least one --tracker NAME:PARAM or --results_dir DIR")
+    # until the scores are computed everything checks the input: missing or malformed results are the user's
+    return run_cli(lambda run: analyse(args, run), debug=args.debug, user_errors=(ValueError, OSError))
+
+
+def analyse(args: argparse.Namespace, run: CliRun) -> int:
+    """Score every run, then print the tables and write the plots (and JSON)."""
     spec = test_dataset(args.dataset)
     if not spec.has_ground_truth:
-        print(f"error: {args.dataset} has no public ground truth beyond the first frame, so it cannot be scored "
-              f"locally; {SERVER_HINTS.get(args.dataset, 'submit the results to its evaluation server')}",
-              file=sys.stderr)
-        return 2
-    try:
-        runs = collect_runs(args)
-        paths = DatasetPaths.from_env(args.dataset_dir, args.paths, args.data_dir)
-        dataset = build_dataset(spec.registry_name, paths, cls_ann_dir=args.cls_ann_dir)
-        results = {}
-        for label, folder in runs.items():
-            if not folder.is_dir():
-                raise FileNotFoundError(f"results folder of {label!r} not found: {folder}")
-            logger.info("scoring %s (%s)", label, folder)
-            results[label] = evaluate_results(folder, dataset, spec.result_format, skip_missing=args.skip_missing)
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise UsageError(f"{args.dataset} has no public ground truth beyond the first frame, so it cannot be scored "
+                         f"locally; {SERVER_HINTS.get(args.dataset, 'submit the results to its evaluation server')}")
+    runs = collect_runs(args)
+    paths = DatasetPaths.from_env(args.dataset_dir, args.paths, args.data_dir)
+    dataset = build_dataset(spec.registry_name, paths, cls_ann_dir=args.cls_ann_dir)
+    results = {}
+    for label, folder in runs.items():
+        if not folder.is_dir():
+            raise FileNotFoundError(f"results folder of {label!r} not found: {folder}")
+        logger.info("scoring %s (%s)", label, folder)
+        results[label] = evaluate_results(folder, dataset, spec.result_format, skip_missing=args.skip_missing)
+    run.start()
 
     written = []
     if not args.no_plot:

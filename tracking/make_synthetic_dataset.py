@@ -16,7 +16,7 @@ from pathlib import Path
 from lib.challenges import CLASS_NAMES
 from lib.synthetic.render import MIN_SIZE
 from lib.synthetic.writer import GENERATED, generate_dataset
-from lib.utils.cli import parse_with_renamed_flags, renamed_flags_epilog
+from lib.utils.cli import UsageError, add_debug_argument, parse_with_renamed_flags, renamed_flags_epilog, run_cli
 
 logger = logging.getLogger("make_synthetic_dataset")
 
@@ -34,6 +34,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Generate the dataset; the exit code (2 bad settings or target folder)."""
     parser = argparse.ArgumentParser(
         description="Write a deterministic synthetic maritime tracking dataset (train/test splits in "
                     "GOT-10k layout plus per-frame challenge labels in cls_annotations/).",
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true",
                         help=f"replace a previous dataset in --synthetic_dir (only {', '.join(GENERATED)})")
     parser.add_argument("--quiet", action="store_true", help="log warnings only")
+    add_debug_argument(parser)
     args = parse_with_renamed_flags(parser, argv, RENAMED_FLAGS)
     if args.sequences < 1:
         parser.error(f"--sequences must be >= 1, got {args.sequences}")
@@ -61,22 +63,28 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--val_sequences must be >= 0, got {args.val_sequences}")
     if not 0 <= args.test_fraction < 1:
         parser.error(f"--test_fraction must be in [0, 1), got {args.test_fraction}")
-    if args.synthetic_dir.exists() and (not args.synthetic_dir.is_dir() or (any(args.synthetic_dir.iterdir()) and not args.overwrite)):
-        what = "is not a directory" if not args.synthetic_dir.is_dir() else "is not empty (pass --overwrite to replace it)"
-        print(f"error: {args.synthetic_dir} {what}", file=sys.stderr)
-        return 2
-
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # the generator checks its settings and the folder before writing: a ValueError or OSError is the input's
+    return run_cli(lambda run: generate(args), debug=args.debug, user_errors=(ValueError, OSError))
+
+
+def check_target(folder: Path, overwrite: bool) -> None:
+    """Refuse a target that is a file, or a folder holding something, unless ``overwrite``."""
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{folder} is not a directory")
+    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
+        raise UsageError(f"{folder} is not empty (pass --overwrite to replace it)")
+
+
+def generate(args: argparse.Namespace) -> int:
+    """Write the dataset and print what was written."""
+    check_target(args.synthetic_dir, args.overwrite)
     logger.info("command: %s", " ".join(sys.argv))
     start = time.perf_counter()
-    try:
-        summary = generate_dataset(args.synthetic_dir, sequences=args.sequences, frames=args.frames, seed=args.seed,
-                                   test_fraction=args.test_fraction, size=args.size, overwrite=args.overwrite,
-                                   val_sequences=args.val_sequences, val_seed=args.val_seed)
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    summary = generate_dataset(args.synthetic_dir, sequences=args.sequences, frames=args.frames, seed=args.seed,
+                               test_fraction=args.test_fraction, size=args.size, overwrite=args.overwrite,
+                               val_sequences=args.val_sequences, val_seed=args.val_seed)
     seconds = time.perf_counter() - start
     counts = ", ".join(f"{name} {summary['class_counts'][name]}" for name in CLASS_NAMES)
     splits = " + ".join(f"{len(names)} {split}" for split, names in summary["splits"].items())

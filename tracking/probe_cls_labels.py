@@ -20,11 +20,11 @@ import sys
 from lib.config.hiptrack import load_config, resolve_experiment_config
 from lib.pipeline.label_probe import format_score, train_probe, verdict
 from lib.utils.atomic import atomic_write_text
-from lib.utils.cli import parse_with_renamed_flags, renamed_flags_epilog
+from lib.utils.cli import (CliRun, add_debug_argument, parse_with_renamed_flags, renamed_flags_epilog, run_cli,
+                           user_mistakes)
 from lib.train.data.loader import build_train_loader
 from lib.dataset.paths import DatasetPaths, add_path_arguments
 from lib.dataset.registry import build_datasets
-from lib.train.run import USER_ERRORS
 from lib.utils.runtime import resolve_device, seed_everything
 from lib.challenges import CLASS_NAMES
 
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: TRAIN.SEED)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write every score to this JSON file")
+    add_debug_argument(parser)
     return parser
 
 
@@ -66,16 +67,20 @@ def probe_config(args: argparse.Namespace):
     return load_config(path, opts=opts + [f"DATA.VAL.CLS_ANN_DIR={cfg.DATA.TRAIN.CLS_ANN_DIR}"])
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, cli_run: CliRun) -> int:
+    """Check the inputs and build the loaders, then train and score the probe; the exit code."""
     cfg = probe_config(args)
     seed = cfg.TRAIN.SEED if args.seed is None else args.seed
     seed_everything(seed)
-    paths = DatasetPaths.from_env(args.dataset_dir, args.paths, args.data_dir)
-    loaders = []
-    for split, training in ((cfg.DATA.TRAIN, True), (cfg.DATA.VAL, False)):
-        datasets = build_datasets(list(split.DATASETS_NAME), paths, cls_ann_dir=split.CLS_ANN_DIR, label_seed=seed)
-        loaders.append(build_train_loader(cfg, datasets, training=training, seed=seed))
     device = resolve_device(args.device, 0)
+    with user_mistakes(ValueError):  # dataset arguments, names and label folders
+        paths = DatasetPaths.from_env(args.dataset_dir, args.paths, args.data_dir)
+        loaders = []
+        for split, training in ((cfg.DATA.TRAIN, True), (cfg.DATA.VAL, False)):
+            datasets = build_datasets(list(split.DATASETS_NAME), paths, cls_ann_dir=split.CLS_ANN_DIR,
+                                      label_seed=seed)
+            loaders.append(build_train_loader(cfg, datasets, training=training, seed=seed))
+    cli_run.start()
     logger.info("probe: %d epochs x %d training samples, %d held-out samples, device %s", args.epochs,
                 cfg.DATA.TRAIN.SAMPLE_PER_EPOCH, cfg.DATA.VAL.SAMPLE_PER_EPOCH, device)
     scores = train_probe(*loaders, num_classes=cfg.MODEL.CLS_HEAD.NUM_CLASSES, epochs=args.epochs, device=device,
@@ -93,19 +98,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the probe; the exit code (0 learnable, 3 not, 2 bad input, 1 the probe failed)."""
     args = parse_with_renamed_flags(build_parser(), argv, RENAMED_FLAGS)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return run(args)
-    except (*USER_ERRORS, ValueError) as e:
-        logger.error("%s", e)
-        return 2
-    except KeyboardInterrupt:
-        logger.error("interrupted")
-        return 130
-    except Exception:
-        logger.exception("label probe failed")
-        return 1
+    return run_cli(lambda cli_run: run(args, cli_run), debug=args.debug)
 
 
 if __name__ == "__main__":

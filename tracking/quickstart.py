@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from lib.pipeline.ablation import INPUT_ERRORS, VARIANTS, AblationSettings, exit_code_of, report_lines, run_ablation
+from lib.pipeline.ablation import INPUT_ERRORS, VARIANTS, AblationSettings, report_lines, run_ablation
 from lib.synthetic import generate_dataset
 from lib.utils.atomic import atomic_write_text
 
@@ -44,7 +44,7 @@ DEFAULT_VARIANTS = ("baseline", "multitask")
 POLICY_VARIANTS = tuple(n for n in VARIANTS if n.startswith(("multitask+", "oracle+")))
 ALL_VARIANTS = ("baseline", "multitask", *POLICY_VARIANTS, "film")  # the study recorded in README
 SETTINGS_FILE = "quickstart_dataset.json"  # generator settings of the dataset in --synthetic_dir
-from lib.utils.cli import parse_with_renamed_flags, renamed_flags_epilog
+from lib.utils.cli import CliRun, add_debug_argument, parse_with_renamed_flags, renamed_flags_epilog, run_cli
 
 RENAMED_FLAGS = {"--out_dir": "--save_dir", "--data_dir": "--synthetic_dir"}
 
@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--retrain", action="store_true", help="train even when checkpoints exist")
     parser.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides for every variant (e.g. a smaller budget)")
+    add_debug_argument(parser)
     return parser
 
 
@@ -148,17 +149,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     start = time.perf_counter()
     variants = chosen_variants(args)
-    try:
+
+    def quickstart(run: CliRun) -> int:
         generated = ensure_dataset(args.synthetic_dir.expanduser(), args.sequences, args.frames, args.overwrite)
         if generated and not args.retrain:
             logger.info("new dataset: every variant is trained again")
-        result = run_ablation(settings_from_args(args, retrain=args.retrain or generated), variants)
-    except (*INPUT_ERRORS, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return exit_code_of(e)
-    print("\n".join(report_lines(result)))
-    print(f"total wall time {(time.perf_counter() - start) / 60:.1f} min")
-    return 0
+        result = run_ablation(settings_from_args(args, retrain=args.retrain or generated), variants,
+                              on_start=run.start)
+        print("\n".join(report_lines(result)))
+        print(f"total wall time {(time.perf_counter() - start) / 60:.1f} min")
+        return 0
+
+    return run_cli(quickstart, debug=args.debug, user_errors=INPUT_ERRORS)
 
 
 if __name__ == "__main__":

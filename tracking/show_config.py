@@ -11,11 +11,13 @@ import sys
 from pathlib import Path
 
 from lib.config.hiptrack import get_default_config, load_config, resolve_experiment_config
-from lib.config.node import ConfigError, describe
+from lib.config.node import describe
 from lib.config.reference import config_reference_markdown
+from lib.utils.cli import add_debug_argument, run_cli, user_mistakes
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Print the config, the keys or write the reference; 2 on a config or path error."""
     parser = argparse.ArgumentParser(description="Show a resolved HIPTrack config (defaults -> YAML -> --opts).")
     parser.add_argument("config", nargs="?", default=None,
                         help="experiment name under experiments/hiptrack/ or a YAML path")
@@ -24,26 +26,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference", type=Path, default=None, metavar="FILE",
                         help="write the Markdown reference of every key and legacy key to FILE "
                              "(docs/config_reference.md)")
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
+    return run_cli(lambda run: show(args), debug=args.debug)
+
+
+def show(args: argparse.Namespace) -> int:
+    """What the arguments ask for: the reference file, the key list or the resolved config."""
     if args.reference is not None:
-        try:
+        with user_mistakes(OSError, context=f"cannot write {args.reference}: "):
             args.reference.parent.mkdir(parents=True, exist_ok=True)
             args.reference.write_text(config_reference_markdown(), encoding="utf-8", newline="\n")
-        except OSError as e:
-            print(f"error: cannot write {args.reference}: {e}", file=sys.stderr)
-            return 2
         print(f"wrote {args.reference}")
         return 0
     if args.keys:
         for dotted, default, comment in describe(get_default_config()):
             print(f"{dotted} = {default!r}  # {comment}")
         return 0
-    try:
-        path = resolve_experiment_config(args.config) if args.config else None
-        print(load_config(path, opts=args.opts))
-    except (ConfigError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    path = resolve_experiment_config(args.config) if args.config else None
+    print(load_config(path, opts=args.opts))
     return 0
 
 

@@ -28,7 +28,8 @@ import torch
 
 from lib.challenges import CLASS_NAMES, DEFAULT_LABEL_SEED, IGNORE_INDEX
 from lib.dataset.challenge_labels import ChallengeLabelStore, SequenceLabels
-from lib.utils.cli import parse_with_renamed_flags, renamed_flags_epilog
+from lib.utils.cli import (CliRun, UsageError, add_debug_argument, parse_with_renamed_flags, renamed_flags_epilog,
+                           run_cli, user_mistakes)
 
 RENAMED_FLAGS = {"--ann-dir": "--cls_ann_dir", "--data-dir": "--split_dir", "--max-report": "--max_report"}
 
@@ -97,6 +98,7 @@ def _pct(part: int, whole: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Check the label folder; the exit code (0 some labels load, 1 none, 2 bad arguments)."""
     parser = argparse.ArgumentParser(
         description="Summarise per-frame challenge labels (<cls_ann_dir>/<seq>/<seq>.jsonl): class "
                     "distribution, challenge co-occurrence, unlabeled frames, malformed lines, unmatched and duplicate "
@@ -112,19 +114,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max_report", type=int, default=10, metavar="K",
                         help="malformed lines and sequence names listed at most (default 10)")
     parser.add_argument("-v", "--verbose", action="store_true", help="also print the loader's log warnings")
+    add_debug_argument(parser)
     args = parse_with_renamed_flags(parser, argv, RENAMED_FLAGS)
     logging.basicConfig(level=logging.WARNING if args.verbose else logging.ERROR, format="%(levelname)s %(message)s")
     if args.max_report < 0:
-        print("error: --max_report must be >= 0", file=sys.stderr)
-        return 2
-    try:
+        parser.error("--max_report must be >= 0")
+    return run_cli(lambda run: summarise(args, run), debug=args.debug)
+
+
+def summarise(args: argparse.Namespace, run: CliRun) -> int:
+    """Load every label file and print the summary; 1 when no labeled frame could be loaded."""
+    with user_mistakes(OSError):
         store = ChallengeLabelStore(args.cls_ann_dir, seed=args.seed)
-    except OSError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     if args.split_dir is not None and not args.split_dir.is_dir():
-        print(f"error: data folder {str(args.split_dir)!r} does not exist or is not a folder", file=sys.stderr)
-        return 2
+        raise UsageError(f"data folder {str(args.split_dir)!r} does not exist or is not a folder")
+    run.start()
 
     ann_names = store.sequence_names()
     listed_without_folder: list[str] = []

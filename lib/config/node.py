@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Union
 import yaml
 
 from lib.utils.atomic import atomic_write_text
+from lib.utils.cli import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ __all__ = [
     "CfgNode",
     "ConfigError",
     "FrozenConfigError",
+    "config_error",
     "Key",
     "LegacyKey",
     "check_values",
@@ -43,8 +45,23 @@ __all__ = [
 _SCALAR_TYPES = (bool, int, float, str)
 
 
-class ConfigError(ValueError):
-    """A config file, command-line option or config value is invalid."""
+class ConfigError(ValueError, InputError):
+    """A config file, command-line option or config value is invalid.
+
+    ``problems`` lists every problem found (one line each); the message is the single problem, or
+    all of them under a count (:func:`config_error`).
+    """
+
+    def __init__(self, message: str, problems: Sequence[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems) if problems is not None else [message]
+
+
+def config_error(problems: Sequence[str]) -> ConfigError:
+    """One :class:`ConfigError` reporting every problem of ``problems`` (at least one)."""
+    if len(problems) == 1:
+        return ConfigError(problems[0])
+    return ConfigError(f"{len(problems)} config errors:\n  - " + "\n  - ".join(problems), problems)
 
 
 class FrozenConfigError(AttributeError):
@@ -152,6 +169,7 @@ class _SchemaInfo:
     root: Schema
     legacy: Mapping[str, LegacyKey]
     dotted_keys: tuple[str, ...]
+    leaf_keys: tuple[str, ...]      # the keys that hold values (dotted_keys without the sections)
 
 
 class CfgNode(Mapping):
@@ -224,7 +242,7 @@ class CfgNode(Mapping):
             raise FrozenConfigError(f"cannot set '{dotted}': the config is frozen")
         spec = self._specs.get(name)
         if spec is None:
-            raise ConfigError(self._unknown_key_message(name))
+            raise ConfigError(self._unknown_key_message(name, value))
         if not isinstance(spec, Key):
             raise ConfigError(f"'{dotted}' is a section; assign its keys individually")
         self._data[name] = _coerce(value, spec, dotted, source="assignment")
@@ -275,13 +293,25 @@ class CfgNode(Mapping):
     def __str__(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False)
 
-    def _unknown_key_message(self, name: str) -> str:
-        return _unknown_key_message(f"{self._prefix}{name}", self._info.dotted_keys)
+    def _unknown_key_message(self, name: str, value: Any = None) -> str:
+        """Error text for the unknown key ``name`` of this node; a value that is not a mapping is
+        meant for a leaf key, so the suggestion is a leaf key (a mapping's, a section)."""
+        info = self._info
+        if isinstance(value, Mapping):
+            candidates = tuple(k for k in info.dotted_keys if k not in info.leaf_keys)
+        elif value is None:
+            candidates = info.dotted_keys
+        else:
+            candidates = info.leaf_keys
+        siblings = [f"{self._prefix}{key}" if isinstance(spec, Key) else f"{self._prefix}{key}.*"
+                    for key, spec in self._specs.items()]
+        return _unknown_key_message(f"{self._prefix}{name}", candidates, siblings)
 
 
 def _build_info(schema: Schema, legacy: Mapping[str, LegacyKey]) -> _SchemaInfo:
     """Check the schema and the legacy table once, and precompute every valid dotted key."""
-    dotted = tuple(name for name, _ in _walk_schema(schema))
+    walked = list(_walk_schema(schema))
+    dotted = tuple(name for name, _ in walked)
     for key, entry in legacy.items():
         if key in dotted:
             raise TypeError(f"legacy key '{key}' is also a valid key")
@@ -289,7 +319,8 @@ def _build_info(schema: Schema, legacy: Mapping[str, LegacyKey]) -> _SchemaInfo:
             raise TypeError(f"legacy key '{key}': expected a LegacyKey, got {type(entry).__name__}")
         if entry.new_key is not None and entry.new_key not in dotted:
             raise TypeError(f"legacy key '{key}' is renamed to '{entry.new_key}', which is no valid key")
-    return _SchemaInfo(root=schema, legacy=dict(legacy), dotted_keys=dotted)
+    leaves = tuple(name for name, spec in walked if isinstance(spec, Key))
+    return _SchemaInfo(root=schema, legacy=dict(legacy), dotted_keys=dotted, leaf_keys=leaves)
 
 
 def _walk_schema(schema: Schema, prefix: str = "") -> Iterator[tuple[str, Key | Schema]]:
@@ -306,11 +337,21 @@ def _walk_schema(schema: Schema, prefix: str = "") -> Iterator[tuple[str, Key | 
             yield from _walk_schema(spec, f"{prefix}{name}.")
 
 
-def _unknown_key_message(dotted: str, valid: Sequence[str]) -> str:
-    """Error text for an unknown key, with the closest valid key (case-insensitive)."""
-    by_upper = {key.upper(): key for key in valid}
+_MAX_LISTED_KEYS = 12  # keys of a section named when nothing is close to an unknown key
+
+
+def _unknown_key_message(dotted: str, valid: Sequence[str], siblings: Sequence[str] = ()) -> str:
+    """Error text for an unknown key: the closest of ``valid`` (case-insensitive), else what its
+    section holds (``siblings``: keys, and sections as ``NAME.*``)."""
+    by_upper = {key.upper(): key for key in valid if not dotted.startswith(f"{key}.")}  # not its own sections
     match = difflib.get_close_matches(dotted.upper(), list(by_upper), n=1)
-    hint = f"did you mean '{by_upper[match[0]]}'?" if match else "no similar key exists"
+    if match:
+        hint = f"did you mean '{by_upper[match[0]]}'?"
+    elif siblings:
+        shown = ", ".join(siblings[:_MAX_LISTED_KEYS]) + (", ..." if len(siblings) > _MAX_LISTED_KEYS else "")
+        hint = f"no similar key exists; {dotted.rpartition('.')[0] or 'the config'} holds {shown}"
+    else:
+        hint = "no similar key exists"
     return f"unknown config key '{dotted}' ({hint})"
 
 
@@ -414,7 +455,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def load_yaml_mapping(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a YAML file whose top level is a mapping; errors name the file."""
+    """Read a YAML file whose top level is a mapping; errors name the file. An empty file (or one
+    of comments only) is read as an empty mapping, with a warning: it overrides nothing."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file '{path}' does not exist")
@@ -422,7 +464,8 @@ def load_yaml_mapping(path: str | os.PathLike) -> dict[str, Any]:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file '{path}' is not valid YAML:\n{exc}") from exc
-    if data is None:  # an empty file overrides nothing
+    if data is None:
+        logger.warning("config file '%s' is empty: it overrides no default", path)
         return {}
     if not isinstance(data, Mapping):
         raise ConfigError(
@@ -440,43 +483,59 @@ def merge_yaml(cfg: CfgNode, path: str | os.PathLike) -> CfgNode:
 def merge_dict(cfg: CfgNode, overrides: Mapping[str, Any], source: str = "overrides") -> CfgNode:
     """Merge a nested mapping into ``cfg`` (in place, all or nothing); returns ``cfg``.
 
-    ``source`` names where the values come from (a file, an option, a checkpoint) in errors.
+    ``source`` names where the values come from (a file, an option, a checkpoint) in errors; one
+    :class:`ConfigError` lists every unknown key and wrong value.
     """
     if not isinstance(overrides, Mapping):
         raise ConfigError(f"{source}: expected a mapping of sections, got {_describe_value(overrides)}")
     updates: list[tuple[CfgNode, str, Any]] = []
-    _collect_updates(cfg, overrides, source, updates, cfg)
-    _apply_updates(cfg, updates)
+    problems: list[str] = []
+    _collect_updates(cfg, overrides, source, updates, cfg, problems)
+    _apply_updates(cfg, updates, problems)
     return cfg
 
 
 def merge_opts(cfg: CfgNode, opts: Sequence[str]) -> CfgNode:
     """Merge ``KEY=VALUE`` options (values parsed as YAML) into ``cfg``; returns ``cfg``.
 
-    ``MODEL.PRETRAIN_FILE=`` (empty text) sets an empty string, since shells drop ``""``.
+    ``MODEL.PRETRAIN_FILE=`` (empty text) sets an empty string, since shells drop ``""``. One
+    :class:`ConfigError` lists the problems of every option.
     """
     if isinstance(opts, str):
         raise TypeError("merge_opts expects a list of 'KEY=VALUE' strings, not one string")
     updates: list[tuple[CfgNode, str, Any]] = []
+    problems: list[str] = []
     for opt in opts:
         source = f"option '{opt}'"
-        dotted, sep, text = opt.partition("=")
-        if not sep or not dotted.strip():
-            raise ConfigError(f"{source}: expected KEY=VALUE, e.g. TRAIN.LR=1e-4")
         try:
-            value = yaml.safe_load(text) if text.strip() else ""
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{source}: the value is not valid YAML:\n{exc}") from exc
-        nested: Any = value
-        for part in reversed(dotted.strip().split(".")):
-            nested = {part: nested}
-        _collect_updates(cfg, nested, source, updates, cfg)
-    _apply_updates(cfg, updates)
+            nested = _parse_option(opt, source)
+        except ConfigError as exc:
+            problems.append(str(exc))
+            continue
+        _collect_updates(cfg, nested, source, updates, cfg, problems)
+    _apply_updates(cfg, updates, problems)
     return cfg
 
 
-def _apply_updates(cfg: CfgNode, updates: list[tuple[CfgNode, str, Any]]) -> None:
-    """Write checked values; nothing is written if ``cfg`` is frozen."""
+def _parse_option(opt: str, source: str) -> dict[str, Any]:
+    """``{"MODEL": {"MAX_MEM": 3}}`` of ``"MODEL.MAX_MEM=3"`` (the value read as YAML)."""
+    dotted, sep, text = opt.partition("=")
+    if not sep or not dotted.strip():
+        raise ConfigError(f"{source}: expected KEY=VALUE, e.g. TRAIN.LR=1e-4")
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: the value is not valid YAML:\n{exc}") from exc
+    nested: Any = value
+    for part in reversed(dotted.strip().split(".")):
+        nested = {part: nested}
+    return nested
+
+
+def _apply_updates(cfg: CfgNode, updates: list[tuple[CfgNode, str, Any]], problems: Sequence[str] = ()) -> None:
+    """Write checked values; nothing is written if there are ``problems`` or ``cfg`` is frozen."""
+    if problems:
+        raise config_error(problems)
     if cfg.is_frozen():
         raise FrozenConfigError("cannot merge into a frozen config; use cfg.clone() first")
     for node, name, value in updates:
@@ -485,33 +544,37 @@ def _apply_updates(cfg: CfgNode, updates: list[tuple[CfgNode, str, Any]]) -> Non
 
 def _collect_updates(
     node: CfgNode, overrides: Mapping[str, Any], source: str, updates: list[tuple[CfgNode, str, Any]],
-    root: CfgNode,
+    root: CfgNode, problems: list[str],
 ) -> None:
-    """Check ``overrides`` against ``node``'s schema and append ``(node, key, value)`` updates.
+    """Check ``overrides`` against ``node``'s schema: append ``(node, key, value)`` updates, and a
+    line to ``problems`` for every unknown key or wrong value (checking goes on past them).
 
     ``root`` is the whole config, where a renamed legacy key's value goes."""
     for raw_name, value in overrides.items():
         name = str(raw_name)
         dotted = f"{node._prefix}{name}"
-        if dotted in node._info.legacy:
-            renamed = _handle_legacy(dotted, node._info.legacy[dotted], value, source)
-            if renamed is not None:
-                _collect_updates(root, renamed, source, updates, root)
-            continue
-        spec = node._specs.get(name)
-        if spec is None:
-            raise ConfigError(f"{source}: {node._unknown_key_message(name)}")
-        if isinstance(spec, Key):
-            updates.append((node, name, _coerce(value, spec, dotted, source)))
-        elif value is None:  # a section whose entries are all commented out
-            continue
-        elif isinstance(value, Mapping):
-            _collect_updates(node._data[name], value, source, updates, root)
-        else:
-            raise ConfigError(
-                f"{source}: key '{dotted}' is a section and expects a mapping, "
-                f"got {_describe_value(value)}"
-            )
+        try:
+            if dotted in node._info.legacy:
+                renamed = _handle_legacy(dotted, node._info.legacy[dotted], value, source)
+                if renamed is not None:
+                    _collect_updates(root, renamed, source, updates, root, problems)
+                continue
+            spec = node._specs.get(name)
+            if spec is None:
+                raise ConfigError(f"{source}: {node._unknown_key_message(name, value)}")
+            if isinstance(spec, Key):
+                updates.append((node, name, _coerce(value, spec, dotted, source)))
+            elif value is None:  # a section whose entries are all commented out
+                continue
+            elif isinstance(value, Mapping):
+                _collect_updates(node._data[name], value, source, updates, root, problems)
+            else:
+                raise ConfigError(
+                    f"{source}: key '{dotted}' is a section and expects a mapping, "
+                    f"got {_describe_value(value)}"
+                )
+        except ConfigError as exc:
+            problems.append(str(exc))
 
 
 def _handle_legacy(dotted: str, entry: LegacyKey, value: Any, source: str) -> dict | None:

@@ -48,7 +48,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -65,6 +65,7 @@ from lib.test.analysis.challenges import (challenge_accuracy, challenge_labels, 
                                           multilabel_scores, read_predictions, smoothed_accuracy)
 from lib.test.analysis.policy_activity import policy_activity
 from lib.test.analysis.report import plot_differences
+from lib.test.evaluation.provenance import CheckpointRecord, clear_results, results_conflict
 from lib.test.evaluation.results import results_dir, test_dataset
 from lib.utils.atomic import atomic_write_text
 from lib.dataset.base import SequenceDataset
@@ -265,7 +266,7 @@ def train_command(settings: AblationSettings, variant: Variant) -> list[str]:
     """The training command line of a variant (``python -m lib.train.run``)."""
     return [sys.executable, "-m", TRAIN_MODULE, "--script", "hiptrack", "--config", settings.config,
             "--save_dir", str(settings.out_dir / variant.name), "--mode", "single", "--seed", str(settings.seed),
-            "--device", settings.device, "--no_val", *settings.path_args, *settings.extra_train_args,
+            "--device", settings.device, "--no_val", "--debug", *settings.path_args, *settings.extra_train_args,
             "--opts", *_variant_opts(settings, variant)]
 
 
@@ -276,7 +277,7 @@ def test_command(settings: AblationSettings, variant: Variant, dataset: str | No
     test split) into ``save_dir`` (default the variant's folder), always naming the checkpoint."""
     cmd = [sys.executable, "-m", TEST_MODULE, variant.tracker, settings.config,
            "--dataset", dataset or settings.test_dataset, "--save_dir", str(save_dir or settings.out_dir / variant.name),
-           "--device", settings.device, "--threads", str(settings.threads), *settings.path_args]
+           "--device", settings.device, "--threads", str(settings.threads), "--debug", *settings.path_args]
     if variant.classifies:
         cmd.append("--save_cls")
     cmd += ["--checkpoint", str(model_checkpoint(settings, variant))]  # also when the results go elsewhere
@@ -411,13 +412,22 @@ def _train(settings: AblationSettings, variant: Variant, cfg: CfgNode, log_file:
         seconds = json.loads(time_file.read_text(encoding="utf-8"))["seconds"] if time_file.is_file() else None
         return seconds, True
     cmd = train_command(settings, variant)
-    earlier = [(e, path) for e, path in epoch_checkpoints(run_paths.checkpoint_dir) if e < epoch]
+    found = epoch_checkpoints(run_paths.checkpoint_dir)
+    earlier = [(e, path) for e, path in found if e < epoch]
     start_epoch = 0
     if earlier and not settings.retrain:  # an interrupted run: continue it exactly
         start_epoch, resume_from = earlier[-1]
         _note(log_file, f"{variant.name}: continuing training from {resume_from}")
         cmd = [*cmd[:cmd.index("--opts")], "--resume", str(resume_from), *cmd[cmd.index("--opts"):]]
-    remove_results(settings, variant, log_file)
+    elif found:  # training again from scratch: the trainer refuses to mix in the old run's checkpoints
+        _note(log_file, f"{variant.name}: training from scratch, replacing the checkpoints in "
+                        f"{run_paths.checkpoint_dir}")
+        cmd = [*cmd[:cmd.index("--opts")], "--overwrite", *cmd[cmd.index("--opts"):]]
+    stale = results_dir(settings.out_dir / variant.name, variant.tracker, config_name(settings.config),
+                        settings.test_dataset)
+    if stale.exists():
+        _note(log_file, f"{variant.name}: removing test results of the previous checkpoint: {stale}")
+        shutil.rmtree(stale)
     # the trainer drops these records itself when it starts; dropping them first keeps them out of
     # the progress lines
     drop_metrics_after(run_paths.metrics_file, start_epoch)
@@ -428,15 +438,19 @@ def _train(settings: AblationSettings, variant: Variant, cfg: CfgNode, log_file:
     return seconds, False
 
 
-def remove_results(settings: AblationSettings, variant: Variant, log_file: Path) -> None:
-    """Delete what a variant's earlier checkpoint produced: its test results and its validation runs (a new
-    checkpoint of the variant, or of the model a test-time variant uses, makes them stale)."""
-    stale = [results_dir(settings.out_dir / variant.name, variant.tracker, config_name(settings.config),
-                         settings.test_dataset), settings.out_dir / variant.name / "val"]
-    for folder in stale:
-        if folder.exists():
-            _note(log_file, f"{variant.name}: removing results of the previous checkpoint: {folder}")
-            shutil.rmtree(folder)
+def _test(settings: AblationSettings, variant: Variant, what: str, log_file: Path, dataset: str | None = None,
+          save_dir: Path | None = None, extra_opts: Sequence[str] = ()) -> float:
+    """Run a variant's test command (:func:`test_command`); the wall seconds. Results in its folder of
+    another checkpoint (its model was trained again since) are removed first, as ``tracking/test.py``
+    refuses to mix them with the new checkpoint's; results of this checkpoint are kept and skipped."""
+    folder = _results_of(settings, variant, dataset or settings.test_dataset, save_dir)
+    checkpoint = model_checkpoint(settings, variant)
+    if checkpoint.is_file():
+        stale = results_conflict(folder, CheckpointRecord.of(checkpoint))
+        if stale is not None:
+            _note(log_file, f"{variant.name}: removing {folder}: it {stale}")
+            clear_results(folder)
+    return _run(test_command(settings, variant, dataset, save_dir, extra_opts), what, log_file)
 
 
 def _check_inputs(settings: AblationSettings, variants: Sequence[Variant]
@@ -498,8 +512,8 @@ def _tune_on_validation(settings: AblationSettings, variant: Variant, validation
     val_ao, folders = {}, {}
     for value in candidates:
         save_dir = settings.out_dir / variant.name / "val" / f"{key}={value}"
-        _run(test_command(settings, variant, validation.name, save_dir, [f"{key}={value}"]),
-             f"{variant.name}: validation {key}={value}", log_file)
+        _test(settings, variant, f"{variant.name}: validation {key}={value}", log_file, validation.name, save_dir,
+              [f"{key}={value}"])
         folders[value] = _results_of(settings, variant, validation.name, save_dir)
         val_ao[value] = evaluate_results(folders[value], validation.dataset, fmt)["ao"]
     chosen = max(candidates, key=lambda v: val_ao[v])  # max keeps the first of equal values
@@ -514,8 +528,7 @@ def _validation_predictions(settings: AblationSettings, variant: Variant, valida
     results = tuned_results
     if results is None:
         save_dir = settings.out_dir / variant.name / "val" / "predictions"
-        _run(test_command(settings, variant, validation.name, save_dir, chosen), f"{variant.name}: validation",
-             log_file)
+        _test(settings, variant, f"{variant.name}: validation", log_file, validation.name, save_dir, chosen)
         results = _results_of(settings, variant, validation.name, save_dir)
     return read_predictions(results, test_dataset(validation.name).result_format, list(validation.labels))
 
@@ -542,20 +555,17 @@ def _challenge_scores(variant: Variant, cfg: CfgNode, results: Path, truth: _Tru
 
 
 def run_variant(settings: AblationSettings, variant: Variant, cfg: CfgNode, truth: _Truth,
-                validation: _Truth | None = None, model_retrained: bool = False) -> VariantResult:
+                validation: _Truth | None = None) -> VariantResult:
     """Train (or reuse the checkpoint; test-time variants use their model's), tune on the validation
-    split, test and score one variant for ``settings.seed`` (``model_retrained``: the model of a
-    test-time variant was trained in this run, so its earlier results are stale)."""
+    split, test and score one variant for ``settings.seed``."""
     log_file = settings.out_dir / variant.name / "ablation.log"
     _note(log_file, f"{variant.name} ({variant.description}), seed {settings.seed}: "
                     f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
     train_seconds, skipped = _train(settings, variant, cfg, log_file) if variant.trains else (None, False)
-    if model_retrained:
-        remove_results(settings, variant, log_file)
     chosen, tuning, tuned_results = (), None, None
     if variant.tune and validation is not None:
         chosen, tuning, tuned_results = _tune_on_validation(settings, variant, validation, log_file)
-    test_seconds = _run(test_command(settings, variant, extra_opts=chosen), f"{variant.name}: testing", log_file)
+    test_seconds = _test(settings, variant, f"{variant.name}: testing", log_file, extra_opts=chosen)
     results = _results_of(settings, variant, settings.test_dataset)
     scores = evaluate_results(results, truth.dataset, test_dataset(settings.test_dataset).result_format)
     validation_probs = None
@@ -595,16 +605,20 @@ def train_stats_of_epoch(metrics_file: Path, epoch: int) -> dict | None:
     return {"epoch": epoch, **{k: v for k, v in record.get("train", {}).items() if k != "confusion"}}
 
 
-def run_ablation(settings: AblationSettings, variants: Sequence[str] | None = None) -> AblationResult:
+def run_ablation(settings: AblationSettings, variants: Sequence[str] | None = None,
+                 on_start: Callable[[], None] | None = None) -> AblationResult:
     """Train, test and score each variant (default :data:`DEFAULT_VARIANTS`) for every seed of
     ``settings.seed_list``, in ``<out_dir>/seed<s>/``; write ``<out_dir>/ablation.json`` and the plots of
     ``<out_dir>/plots/``.
 
     Raises ValueError / FileNotFoundError (bad variant, config, dataset or label folder, before any
-    training) and RuntimeError naming the variant, the step and its log when a child process fails.
+    training; ``on_start`` is called once they are checked) and RuntimeError naming the variant, the
+    step and its log when a child process fails.
     """
     chosen = select_variants(variants)
     test_truth, val_truth, configs = _check_inputs(settings, chosen)
+    if on_start is not None:
+        on_start()
     labelled = settings.cls_ann_dir is not None
     truth = _Truth.of(test_truth, settings.test_dataset, labelled)
     validation = _Truth.of(val_truth, settings.val_dataset, labelled)
@@ -612,10 +626,9 @@ def run_ablation(settings: AblationSettings, variants: Sequence[str] | None = No
     runs = {}
     for seed in settings.seed_list:
         seed_settings = replace(settings, seed=seed, out_dir=seed_dir(settings, seed))
-        runs[seed] = {}
-        for v in chosen:  # trained variants come first, so a test-time variant knows if its model is new
-            retrained = v.model is not None and not runs[seed][v.model].train_skipped
-            runs[seed][v.name] = run_variant(seed_settings, v, configs[v.name], truth, validation, retrained)
+        # trained variants run first: a test-time variant tests its model's new checkpoint (results recorded
+        # for an earlier checkpoint are cleared before each test run, see _test)
+        runs[seed] = {v.name: run_variant(seed_settings, v, configs[v.name], truth, validation) for v in chosen}
     result = AblationResult(_settings_record(settings, chosen), runs)
     result.plots = write_plots(result, settings.out_dir / "plots")
     result.json_path = write_json(result, settings.out_dir / "ablation.json")
@@ -718,11 +731,6 @@ def report_lines(result: AblationResult) -> list[str]:
             *(f"wrote {path}" for path in [*result.plots, result.json_path])]
 
 
-# what the ablation CLIs report as bad input (exit 2: config and dataset errors are ValueErrors); a
-# RuntimeError is a failed step (exit 1)
+# what the ablation CLIs report as bad input when raised before the children start (exit 2: config
+# and dataset errors are ValueErrors); anything after, e.g. a RuntimeError of a failed step, exits 1
 INPUT_ERRORS = (ValueError, FileNotFoundError)
-
-
-def exit_code_of(error: Exception) -> int:
-    """A CLI's exit code for ``error``: 2 bad input, 1 a failed step."""
-    return 2 if isinstance(error, INPUT_ERRORS) else 1

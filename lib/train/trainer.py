@@ -142,7 +142,7 @@ class Trainer:
         self.use_amp = bool(cfg.TRAIN.AMP)
         # fp16 needs loss scaling; CPU autocast uses bf16, which does not
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and device.type == "cuda")
-        self.writers = self._tensorboard_writers() if dist_info.is_main else {}
+        self.writers: dict = {}  # opened by fit: building a trainer (and resuming) writes nothing
         if self.use_amp and device.type == "cpu" and dist_info.is_main and not cpu_has_fast_bf16():
             logger.warning("TRAIN.AMP on a CPU without bf16 instructions (AVX512-BF16 / AMX): bf16 convolutions and "
                            "matrix products fall back to slow kernels, so training is several times slower than "
@@ -242,7 +242,12 @@ class Trainer:
         return path
 
     def resume(self, checkpoint: str | Path) -> None:
-        """Continue from a checkpoint file, or from the newest one when ``checkpoint == 'latest'``."""
+        """Continue from a checkpoint file, or from the newest one when ``checkpoint == 'latest'``.
+
+        Reads, checks and applies the checkpoint in memory and writes nothing, so a failed resume
+        (``CheckpointError``: unreadable, not a training checkpoint, weights of another model) leaves
+        the run's files as they were.
+        """
         if str(checkpoint) == "latest":
             found = epoch_checkpoints(self.paths.checkpoint_dir)
             if not found:
@@ -254,7 +259,11 @@ class Trainer:
         if missing:
             raise CheckpointError(f"{checkpoint} is not a training checkpoint of this code (missing {missing}); "
                                   "to start from its weights use MODEL.PRETRAIN_FILE")
-        self._bare_model.load_state_dict(state["net"])
+        try:
+            self._bare_model.load_state_dict(state["net"])
+        except RuntimeError as e:  # missing / unexpected keys, other shapes: a checkpoint of another config
+            raise CheckpointError(f"{checkpoint} does not fit the model of this config: "
+                                  f"{' '.join(str(e).split())[:300]}") from e
         epoch = state["epoch"]
         self._enter_stage(state["stage"], epoch)
         self.optimizer.load_state_dict(state["optimizer"])
@@ -290,6 +299,8 @@ class Trainer:
         """Train from ``self.epoch + 1`` to ``TRAIN.EPOCH``."""
         train = self.cfg.TRAIN
         self._forget_later_metrics()
+        if self.dist.is_main:
+            self.writers = self._tensorboard_writers()
         try:
             for epoch in range(self.epoch + 1, train.EPOCH + 1):
                 start = time.perf_counter()

@@ -11,14 +11,18 @@ file is executed. Files that pickle references to modules able to run code (``os
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from lib.utils.atomic import atomic_target
+from lib.utils.cli import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +36,7 @@ _REFUSED_MODULES = frozenset({
 })
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ValueError, InputError):
     """A file that is missing, unreadable or not a checkpoint of the expected kind."""
 
 
@@ -71,16 +75,44 @@ def _placeholder(module: str, qualname: str) -> type:
     return cls
 
 
+# sentences of torch.load's errors that advise loading without the weights-only check: never shown
+_UNSAFE_ADVICE = ("weights_only", "Weights only load failed", "trust the source", "safe_globals",
+                  "Check the documentation", "Please file an issue")
+
+
 def _reason(error: BaseException) -> str:
     """The useful part of a ``torch.load`` error, without its advice to load unsafely."""
     text = str(error).strip()
     marker = "WeightsUnpickler error:"
     if marker in text:
-        return text.split(marker, 1)[1].strip().splitlines()[0]
-    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+        text = text.split(marker, 1)[1]
+    lines = [line.strip() for line in text.splitlines()
+             if line.strip() and not any(advice in line for advice in _UNSAFE_ADVICE)]
+    if not lines:
+        return type(error).__name__
+    return lines[0].split(" Please use")[0] if marker in str(error) else f"{type(error).__name__}: {lines[0]}"
 
 
-def _load_with_placeholders(path: Path, names: list[str]) -> Any:
+def _refused_globals(error: BaseException) -> list[str] | None:
+    """The pickled names (``module.qualname``) that torch's weights-only unpickler refused, when
+    ``error`` is such a refusal (an empty list if torch does not name them); None for other errors."""
+    text = str(error)
+    if "Weights only load failed" not in text or not ("GLOBAL" in text or "Unsupported global" in text):
+        return None
+    return list(dict.fromkeys(re.findall(r"GLOBAL ([\w.]+)", text)))
+
+
+def _refusal(path: Path, names: list[str]) -> CheckpointError:
+    """The error of a legacy-format file whose pickle holds objects that are not plain data."""
+    what = ", ".join(names) if names else "objects torch does not name"
+    return CheckpointError(
+        f"{path} was refused: it is a legacy-format (torch < 1.6) checkpoint whose pickle holds objects that "
+        f"are not plain data ({what}); unpickling them could run code, so they are never loaded. Only "
+        "zip-format files can be read with inert placeholders for such objects: save the weights again as "
+        "plain data (a dict of tensors, torch >= 1.6) where the file came from")
+
+
+def _load_with_placeholders(path: Path, names: list[str], mmap: bool = False) -> Any:
     refused = sorted(n for n in names if n.split(".", 1)[0] in _REFUSED_MODULES)
     if refused:
         raise CheckpointError(f"{path} pickles references to {', '.join(refused)}, which could run code when "
@@ -89,19 +121,22 @@ def _load_with_placeholders(path: Path, names: list[str]) -> Any:
     logger.info("%s: replaced pickled classes %s by placeholders", path, ", ".join(sorted(names)))
     try:
         with torch.serialization.safe_globals(placeholders):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:
         raise CheckpointError(f"{path} is not readable even with placeholders for {', '.join(sorted(names))}: "
                               f"{_reason(e)}") from e
 
 
-def read_checkpoint(path: str | os.PathLike) -> Any:
+def read_checkpoint(path: str | os.PathLike, mmap: bool = False) -> Any:
     """Load a checkpoint file on CPU without executing code from it.
+
+    ``mmap``: map a zip-format file's tensors instead of reading them (cheap when only the small
+    entries such as ``epoch`` are needed).
 
     Raises:
         FileNotFoundError: the file does not exist.
         CheckpointError: the file is not a PyTorch / safetensors checkpoint, is corrupt or
-            truncated, or pickles references to code.
+            truncated, or pickles objects that are not plain data (references to code).
     """
     path = Path(path)
     if not path.exists():
@@ -121,17 +156,34 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
         names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
     except Exception:  # not a zip-format checkpoint (legacy format, or not one at all): torch.load will tell
         names = []
+    mmap = mmap and zipfile.is_zipfile(path)  # torch maps zip-format files only
     if names:
-        return _load_with_placeholders(path, names)
+        return _load_with_placeholders(path, names, mmap)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # corrupt input surfaces as UnpicklingError, RuntimeError, EOFError, KeyError ...
-        if "Unsupported global" in str(e):  # only a legacy-format file gets here with pickled classes
-            raise CheckpointError(f"{path} is a legacy-format (torch < 1.6) checkpoint holding pickled objects: "
-                                  f"{_reason(e).split(' Please use')[0]}; only zip-format files can be read "
-                                  "with placeholders") from e
+        refused = _refused_globals(e)  # only a legacy-format file gets here with pickled objects
+        if refused is not None:
+            raise _refusal(path, refused) from e
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (corrupt or truncated?): "
                               f"{_reason(e)}") from e
+
+
+def checkpoint_epoch(path: str | os.PathLike) -> int | None:
+    """The ``epoch`` stored in a checkpoint file (None when it has none), read without loading the
+    tensors of a zip-format file. Raises like :func:`read_checkpoint`."""
+    state = read_checkpoint(path, mmap=True)
+    epoch = state.get("epoch") if isinstance(state, dict) else None
+    return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None
+
+
+def file_sha256(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
+    """The SHA-256 hex digest of a file's bytes, read in chunks (checkpoints can be large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def strip_prefix(state_dict: dict[str, torch.Tensor], prefix: str = "module.") -> dict[str, torch.Tensor]:

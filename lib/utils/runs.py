@@ -4,6 +4,7 @@ found, and its per-epoch metrics file.
 Training writes here and testing, the ablation pipeline and the benchmarks read from here, so the
 layout lives below all of them.
 
+``run.lock`` (beside the checkpoints) names the process training the run while it runs.
 ``metrics.jsonl`` (beside the checkpoints) holds one JSON object per finished epoch, appended by
 the trainer's rank 0; the fields are listed in docs/training.md. Non-finite numbers are written
 as ``null``, so every line is strict JSON.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from lib.utils.records import JsonlError, jsonl_records, record_line
 
 CHECKPOINT_PATTERN = re.compile(r"HIPTrack_ep(\d{4,})\.pth\.tar$")
 METRICS_FILE = "metrics.jsonl"
+LOCK_FILE = "run.lock"
 
 
 @dataclass(frozen=True)
@@ -46,8 +49,29 @@ class RunPaths:
         """One JSON record per finished epoch, beside the checkpoints (:func:`read_metrics`)."""
         return self.checkpoint_dir / METRICS_FILE
 
+    @property
+    def lock_file(self) -> Path:
+        """Held by the process training this run (:mod:`lib.utils.locks`), beside the checkpoints."""
+        return self.checkpoint_dir / LOCK_FILE
+
     def checkpoint(self, epoch: int) -> Path:
         return self.checkpoint_dir / f"HIPTrack_ep{epoch:04d}.pth.tar"
+
+
+def clear_run(paths: RunPaths) -> list[Path]:
+    """Delete what a previous training of this run left (epoch checkpoints, ``metrics.jsonl``, the
+    TensorBoard events), so that a new run starts clean; returns what was removed. The log (a
+    history of every run) and ``config.yaml`` (rewritten at the start) stay."""
+    removed = [path for _, path in epoch_checkpoints(paths.checkpoint_dir)]
+    for path in removed:
+        path.unlink()
+    if paths.metrics_file.is_file():
+        paths.metrics_file.unlink()
+        removed.append(paths.metrics_file)
+    if paths.tensorboard_dir.is_dir():
+        shutil.rmtree(paths.tensorboard_dir)
+        removed.append(paths.tensorboard_dir)
+    return removed
 
 
 def epoch_checkpoints(directory: Path) -> list[tuple[int, Path]]:

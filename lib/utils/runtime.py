@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lib.utils.cli import UsageError
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -29,13 +31,20 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(name: str | None, local_rank: int) -> torch.device:
-    """``--device`` or the best available; under torchrun on GPUs each process takes its local rank's GPU."""
+    """``--device`` or the best available; under torchrun on GPUs each process takes its local rank's GPU.
+
+    Raises :class:`lib.utils.cli.UsageError` for a device name torch does not know, or CUDA asked for
+    on a machine without it.
+    """
     if name is None:
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise UsageError(f"--device {name}: not a torch device (cpu, cuda or cuda:N): {e}") from e
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("--device cuda was asked for but CUDA is not available; use --device cpu")
+            raise UsageError(f"--device {name} was asked for but CUDA is not available; use --device cpu")
         if device.index is None:
             device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)

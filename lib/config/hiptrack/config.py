@@ -17,6 +17,7 @@ from lib.challenges import CLASS_NAMES, NUM_CLASSES
 from lib.config.node import (
     CfgNode,
     ConfigError,
+    config_error,
     Key,
     LegacyKey,
     check_values,
@@ -311,12 +312,21 @@ def load_config(
     opts: Sequence[str] | None = None,
     validate: bool = True,
 ) -> CfgNode:
-    """Defaults -> YAML file -> ``KEY=VALUE`` options -> validation -> frozen config."""
+    """Defaults -> YAML file -> ``KEY=VALUE`` options -> validation -> frozen config.
+
+    One :class:`ConfigError` lists the problems of the file and of the options together.
+    """
     cfg = get_default_config()
-    if yaml_path is not None:
-        merge_yaml(cfg, yaml_path)
-    if opts:
-        merge_opts(cfg, opts)
+    problems: list[str] = []
+    for merge, source in ((merge_yaml, yaml_path), (merge_opts, opts)):
+        if not source:
+            continue
+        try:
+            merge(cfg, source)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise config_error(problems)
     derive_unset_keys(cfg)
     if validate:
         validate_config(cfg)

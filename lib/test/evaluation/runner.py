@@ -10,6 +10,10 @@ Frame 1 is the initialisation frame: its box is the given init box and its time 
 ``initialize``; times exclude reading the image. Workers get plain data only (:class:`RunSettings`,
 :class:`SequenceJob`), never a network or a dataset object.
 
+Within a sequence, progress is shown by :class:`FrameProgress`: a tqdm bar in this process when
+stderr is a terminal, else (and always in workers) a log line with frames/s and ETA every
+``RunSettings.progress_every`` frames or :data:`PROGRESS_SECONDS`.
+
 With a challenge-aware policy on (``TEST.POLICY``) every sequence also gets its policy log
 ``<seq>_policy.txt`` (part of a complete result), and with ``TEST.POLICY.SOURCE: oracle`` -- and only
 then -- the tracker gets each frame's ground-truth challenge flags as ``info["challenge_flags"]``.
@@ -19,8 +23,9 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -40,6 +45,9 @@ from lib.dataset.base import SequenceDataset, SequenceInfo
 
 logger = logging.getLogger(__name__)
 
+PROGRESS_FRAMES = 500     # default frames between two progress lines within a sequence
+PROGRESS_SECONDS = 30.0   # and at least one line this often (a slow tracker, huge frames)
+
 
 @dataclass(frozen=True)
 class RunSettings:
@@ -50,6 +58,7 @@ class RunSettings:
     checkpoint: str
     device: str = "cpu"
     save_cls: bool = False        # also write per-frame challenge predictions
+    progress_every: int = PROGRESS_FRAMES  # a progress line every N frames of a sequence (0: none)
 
 
 @dataclass(frozen=True)
@@ -159,7 +168,51 @@ def frame_info(job: SequenceJob, index: int) -> dict:
     return {} if job.challenge_flags is None else {"challenge_flags": list(job.challenge_flags[index])}
 
 
-def track_sequence(tracker: HIPTrackTracker, job: SequenceJob, save_cls: bool) -> TrackedSequence:
+def format_duration(seconds: float) -> str:
+    """``1h02m``, ``6m45s`` or ``12s``."""
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+class FrameProgress:
+    """Progress within one sequence (LaSOT has sequences of 10,000+ frames): a tqdm bar when asked
+    (``bar``: in this process, stderr a terminal), else a log line with frames/s and ETA every
+    ``every`` frames or :data:`PROGRESS_SECONDS`, whichever comes first (``every`` 0: silent)."""
+
+    def __init__(self, name: str, total: int, every: int, bar: bool = False) -> None:
+        self.name, self.total, self.every = name, total, every
+        self.start = self.last_time = time.perf_counter()
+        self.last_frame = 0
+        self.bar = None
+        if bar and every > 0:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, desc=name, unit="frame", leave=False)
+
+    def update(self, done: int) -> None:
+        """``done`` frames of the sequence are tracked."""
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+            return
+        now = time.perf_counter()
+        due = done - self.last_frame >= self.every or now - self.last_time >= PROGRESS_SECONDS
+        if self.every <= 0 or done >= self.total or not due:
+            return
+        rate = done / max(now - self.start, 1e-9)
+        logger.info("%s: frame %d/%d, %.1f frames/s, ETA %s", self.name, done, self.total, rate,
+                    format_duration((self.total - done) / rate))
+        self.last_frame, self.last_time = done, now
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def track_sequence(tracker: HIPTrackTracker, job: SequenceJob, save_cls: bool,
+                   progress: FrameProgress | None = None) -> TrackedSequence:
     """Track one sequence: boxes, frame times, challenge predictions (``save_cls``) and what the policies did."""
     boxes, times, cls_ids, probs, policy = [], [], [], [], []
     num_classes = tracker.cfg.MODEL.CLS_HEAD.NUM_CLASSES
@@ -177,14 +230,19 @@ def track_sequence(tracker: HIPTrackTracker, job: SequenceJob, save_cls: bool) -
         if save_cls:
             cls_ids.append(out["cls_id"])
             probs.append(out["cls_probs"])
+        if progress is not None:
+            progress.update(index + 1)
     return TrackedSequence(np.asarray(boxes, dtype=np.float64), times, cls_ids, np.asarray(probs, dtype=np.float64),
                            policy)
 
 
-def run_job(tracker: HIPTrackTracker, job: SequenceJob, save_cls: bool) -> SequenceOutcome:
-    """Track a sequence and write its result files; any exception becomes a ``failed`` outcome."""
+def run_job(tracker: HIPTrackTracker, job: SequenceJob, save_cls: bool, progress_every: int = 0,
+            bar: bool = False) -> SequenceOutcome:
+    """Track a sequence and write its result files; any exception becomes a ``failed`` outcome.
+    Progress within the sequence: :class:`FrameProgress` (``bar``: a tqdm bar)."""
+    progress = FrameProgress(job.name, len(job.frames), progress_every, bar)
     try:
-        tracked = track_sequence(tracker, job, save_cls)
+        tracked = track_sequence(tracker, job, save_cls, progress)
         write_times(job.files.times, tracked.times)
         if save_cls:
             write_challenges(job.files.challenges, tracked.cls_ids, tracked.probs)
@@ -193,6 +251,8 @@ def run_job(tracker: HIPTrackTracker, job: SequenceJob, save_cls: bool) -> Seque
         write_boxes(job.files.boxes, tracked.boxes)
     except Exception as e:
         return SequenceOutcome(job.name, "failed", error=f"{type(e).__name__}: {e}")
+    finally:
+        progress.close()
     return SequenceOutcome(job.name, "done", len(job.frames), float(sum(tracked.times)))
 
 
@@ -200,14 +260,17 @@ def run_job(tracker: HIPTrackTracker, job: SequenceJob, save_cls: bool) -> Seque
 _WORKER: dict = {}
 
 
-def _init_worker(settings: RunSettings, torch_threads: int) -> None:
+def _init_worker(settings: RunSettings, torch_threads: int, log_level: int = logging.INFO) -> None:
+    # a fresh process (forkserver / spawn) logs nothing until told how; its stderr is the parent's
+    logging.basicConfig(level=log_level, format=f"%(levelname)s %(name)s [worker {os.getpid()}]: %(message)s")
     torch.set_num_threads(torch_threads)
     _WORKER["tracker"] = build_tracker(settings)
-    _WORKER["save_cls"] = settings.save_cls
+    _WORKER["settings"] = settings
 
 
 def _run_in_worker(job: SequenceJob) -> SequenceOutcome:
-    return run_job(_WORKER["tracker"], job, _WORKER["save_cls"])
+    settings = _WORKER["settings"]
+    return run_job(_WORKER["tracker"], job, settings.save_cls, settings.progress_every)  # lines, never a bar
 
 
 def available_cores() -> int:
@@ -241,8 +304,9 @@ def run_jobs(settings: RunSettings, jobs: Sequence[SequenceJob], threads: int = 
     if workers <= 1:
         tracker = tracker or build_tracker(settings)
         outcomes = []
+        bar = sys.stderr.isatty()
         for i, job in enumerate(jobs, start=1):
-            outcomes.append(run_job(tracker, job, settings.save_cls))
+            outcomes.append(run_job(tracker, job, settings.save_cls, settings.progress_every, bar))
             _log_outcome(outcomes[-1], i, len(jobs))
         return outcomes
     torch_threads = max(1, available_cores() // workers)
@@ -250,7 +314,7 @@ def run_jobs(settings: RunSettings, jobs: Sequence[SequenceJob], threads: int = 
                 len(jobs), workers, torch_threads)
     outcomes: dict[str, SequenceOutcome] = {}
     with ProcessPoolExecutor(workers, mp_context=process_context(), initializer=_init_worker,
-                             initargs=(settings, torch_threads)) as pool:
+                             initargs=(settings, torch_threads, logging.getLogger().getEffectiveLevel())) as pool:
         futures = {pool.submit(_run_in_worker, job): job for job in jobs}
         for future in as_completed(futures):
             job = futures[future]
@@ -267,12 +331,15 @@ def run_jobs(settings: RunSettings, jobs: Sequence[SequenceJob], threads: int = 
 
 # ---------------------------------------------------------------------------- a whole dataset
 def run_dataset(settings: RunSettings, dataset: SequenceDataset, directory: Path, result_format: str,
-                sequences: Sequence[str] | None = None, threads: int = 0, write_zip: bool = False) -> RunSummary:
+                sequences: Sequence[str] | None = None, threads: int = 0, write_zip: bool = False,
+                on_start: Callable[[], None] | None = None) -> RunSummary:
     """Track every sequence of ``dataset`` (or ``sequences``) that has no results yet in ``directory``.
 
-    The tracker is built here first, so a bad checkpoint or config fails before any work starts.
-    With ``write_zip`` (GOT-10k test) the server archive :func:`got10k_zip_path` is written once
-    every sequence of the dataset has results.
+    The tracker is built here first, so a bad checkpoint or config fails before any work starts
+    (a ``ValueError`` for an unknown sequence or a checkpoint that does not fit the tracker);
+    ``on_start`` is called once that is done, before existing results are looked for. With
+    ``write_zip`` (GOT-10k test) the server archive :func:`got10k_zip_path` is written once every
+    sequence of the dataset has results.
     """
     all_names = [dataset.sequence_name(i) for i in range(len(dataset))]
     names = list(sequences) if sequences else all_names
@@ -281,6 +348,8 @@ def run_dataset(settings: RunSettings, dataset: SequenceDataset, directory: Path
         raise ValueError(f"{dataset.name} has no sequence {', '.join(unknown)}; its sequences are "
                          f"{', '.join(all_names[:10])}{', ...' if len(all_names) > 10 else ''}")
     tracker = build_tracker(settings)
+    if on_start is not None:  # before results are looked for: the caller may clear the folder
+        on_start()
     policies = tracker.policies
     summary = RunSummary(Path(directory))
     todo = []

@@ -84,18 +84,36 @@ def _same_file(a: Path, b: Path) -> bool:
     return a.exists() and b.exists() and os.path.samefile(a, b)
 
 
+def check_output(output: Path) -> None:
+    """Refuse, before any reading, an output that cannot become a written file: a folder, a path through
+    a file, or a folder this process may not write in (``IsADirectoryError`` / ``NotADirectoryError`` /
+    ``PermissionError`` naming the path)."""
+    if output.is_dir():
+        raise IsADirectoryError(f"output {output} is a folder; give the file to write, e.g. {output / 'plain.pth.tar'}")
+    existing = next(p for p in output.absolute().parents if p.exists())  # the folder the missing ones go into
+    if not existing.is_dir():
+        raise NotADirectoryError(f"output {output} cannot be written: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"output {output} cannot be written: no write permission in {existing}")
+
+
 def convert_cls_checkpoint(source: str | Path, output: str | Path, overwrite: bool = False) -> ConversionReport:
     """Read ``source``, drop the classification head and write ``output`` atomically.
 
     ``source`` is never written: ``output`` equal to it is refused, and an existing ``output`` is
-    refused unless ``overwrite``. On any error nothing is written.
+    refused unless ``overwrite``; so is an output that cannot be written (:func:`check_output`). On any
+    error nothing is written.
     """
     source, output = Path(source), Path(output)
     if _same_file(source, output):
         raise CheckpointError(f"output {output} is the input checkpoint; refusing to overwrite the input")
+    check_output(output)
     if output.exists() and not overwrite:
         raise FileExistsError(f"output {output} already exists; pass --overwrite to replace it")
     payload, report = strip_cls_head(read_checkpoint(source), source)
-    written = save_checkpoint(payload, output)
+    try:
+        written = save_checkpoint(payload, output)
+    except OSError as e:  # found only when writing (read-only file system, full disk): name the output
+        raise OSError(e.errno, f"cannot write {output}: {e.strerror or e}") from e
     logger.info("%s -> %s: removed %d keys", source, written, report.removed_keys)
     return ConversionReport(written, report.removed_keys, report.removed_parameters, report.kept_keys, report.epoch)
