@@ -651,7 +651,7 @@ def test_broken_sequence_with_on_bad_sequence_error_stops_before_training(train_
     data, broken = broken_data_dir
     assert train_cli.main(cli_args(data, tmp_path, "DATA.ON_BAD_SEQUENCE=error")) == 2
     err = capsys.readouterr().err
-    [line] = [line for line in err.splitlines() if " ERROR " in line]
+    [line] = [line for line in err.splitlines() if line.startswith("error: ")]  # the one line of the error boundary
     assert "SYNTHETIC_train: 2 of " in line and "DATA.ON_BAD_SEQUENCE error" in line
     assert "sequence ghost: frame folder" in line and f"sequence {broken['short']}: " in line
     assert "Traceback" not in err and "[train] epoch" not in err
