@@ -25,6 +25,24 @@ def challenge_labels(dataset: SequenceDataset) -> dict[str, np.ndarray]:
     return {info.name: info.cls_label.numpy() for info in map(dataset.sequence_info, range(len(dataset)))}
 
 
+class ClassShares:
+    """Per challenge class: how many labelled frames had a property (a right prediction, a policy acting)."""
+
+    def __init__(self) -> None:
+        self.hits = np.zeros(len(CLASS_NAMES), dtype=np.int64)
+        self.frames = np.zeros(len(CLASS_NAMES), dtype=np.int64)
+
+    def add(self, labels: np.ndarray, hits: np.ndarray) -> None:
+        """Count frames with class ids ``labels`` (M,) (IGNORE_INDEX left out) and booleans ``hits`` (M,)."""
+        labelled = labels != IGNORE_INDEX
+        np.add.at(self.frames, labels[labelled], 1)
+        np.add.at(self.hits, labels[labelled & hits], 1)
+
+    def shares(self) -> dict[str, float]:
+        """``{class name: hits / frames}`` of the classes with frames."""
+        return {CLASS_NAMES[k]: self.hits[k] / self.frames[k] for k in range(len(CLASS_NAMES)) if self.frames[k]}
+
+
 def challenge_accuracy(results: Path, result_format: str, labels: dict[str, np.ndarray]) -> dict:
     """Accuracy of the per-frame challenge predictions (``<seq>_cls.txt``) on labeled frames.
 
@@ -33,8 +51,7 @@ def challenge_accuracy(results: Path, result_format: str, labels: dict[str, np.n
     most frequent class of these frames (the majority baseline) and per-class accuracy.
     """
     correct = total = 0
-    per_class_correct = np.zeros(len(CLASS_NAMES), dtype=np.int64)
-    per_class_total = np.zeros(len(CLASS_NAMES), dtype=np.int64)
+    per_class = ClassShares()
     for seq, seq_labels in labels.items():
         path = sequence_files(results, seq, result_format).challenges
         if not path.is_file():
@@ -47,19 +64,17 @@ def challenge_accuracy(results: Path, result_format: str, labels: dict[str, np.n
         hits = predicted[keep] == seq_labels[keep]
         correct += int(hits.sum())
         total += int(keep.sum())
-        np.add.at(per_class_total, seq_labels[keep], 1)
-        np.add.at(per_class_correct, seq_labels[keep][hits], 1)
+        per_class.add(seq_labels[keep], hits)
     if total == 0:
         return {"accuracy": float("nan"), "majority": float("nan"), "majority_class": None, "frames": 0,
                 "per_class": {}}
-    majority = int(per_class_total.argmax())
+    majority = int(per_class.frames.argmax())
     return {
         "accuracy": correct / total,
-        "majority": per_class_total[majority] / total,
+        "majority": per_class.frames[majority] / total,
         "majority_class": CLASS_NAMES[majority],
         "frames": total,
-        "per_class": {CLASS_NAMES[k]: per_class_correct[k] / per_class_total[k]
-                      for k in range(len(CLASS_NAMES)) if per_class_total[k]},
+        "per_class": per_class.shares(),
     }
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lib.challenges import CLASS_NAMES, IGNORE_INDEX
+from lib.test.analysis.challenges import ClassShares
 from lib.test.evaluation.results import read_policy_log, sequence_files
 
 VETOED = ("skip", "pending")
@@ -29,8 +29,7 @@ def policy_activity(results: Path, result_format: str, labels: dict[str, np.ndar
     which a policy acted (per challenge over the labeled frames of that class); ``search_factor`` is the
     normal ``TEST.SEARCH_FACTOR``. Raises FileNotFoundError naming a missing log."""
     acted_frames = total = 0
-    per_class_acted = np.zeros(len(CLASS_NAMES), dtype=np.int64)
-    per_class_total = np.zeros(len(CLASS_NAMES), dtype=np.int64)
+    per_class = ClassShares()
     for seq, seq_labels in labels.items():
         path = sequence_files(results, seq, result_format).policy
         if not path.is_file():
@@ -40,9 +39,6 @@ def policy_activity(results: Path, result_format: str, labels: dict[str, np.ndar
         frame_labels = np.asarray(seq_labels)[1:len(rows) + 1]
         acted_frames += int(flags.sum())
         total += len(rows)
-        labelled = frame_labels != IGNORE_INDEX
-        np.add.at(per_class_total, frame_labels[labelled], 1)
-        np.add.at(per_class_acted, frame_labels[labelled & flags], 1)
+        per_class.add(frame_labels, flags)
     return {"overall": acted_frames / total if total else float("nan"), "frames": total,
-            "per_challenge": {CLASS_NAMES[k]: per_class_acted[k] / per_class_total[k]
-                              for k in range(len(CLASS_NAMES)) if per_class_total[k]}}
+            "per_challenge": per_class.shares()}
