@@ -562,3 +562,23 @@ def test_a_variant_retested_after_retraining_is_not_refused(tmp_path, data_dir, 
     ablation._test(settings, variant, "testing", log_file)
     assert not folder.exists() and "holds results of another checkpoint" in log_file.read_text()
     assert [what for what, _ in recorded_runs] == ["testing", "testing"]
+
+
+def test_seed_report_shows_each_seed_and_policies_against_their_checkpoint():
+    """A pooled difference is shown with its per-seed values (sign flips are visible), and a test-time
+    variant is compared with the variant whose checkpoint it runs, not only with the baseline."""
+    from lib.test.analysis.ablation_report import compare_to_own_model, format_seeds_report, per_seed_differences
+    runs = {seed: {"baseline": variant_result("baseline", _per_sequence_scores({"a": 0.5, "b": 0.3})),
+                   "multitask": variant_result("multitask", _per_sequence_scores({"a": 0.5 + gain, "b": 0.3 + gain})),
+                   "multitask+damping": variant_result(
+                       "multitask+damping", _per_sequence_scores({"a": 0.55 + gain, "b": 0.35 + gain}))}
+            for seed, gain in ((0, 0.1), (1, -0.2))}
+    assert per_seed_differences(runs, "multitask", "baseline") == pytest.approx([0.1, -0.2])
+    own = compare_to_own_model(runs, {"multitask+damping": "multitask", "oracle+damping": "multitask"}, replicates=300)
+    assert list(own) == ["multitask+damping"]  # a variant that did not run is left out
+    assert own["multitask+damping"]["overall"]["ao"].estimate == pytest.approx(0.05)
+    assert own["multitask+damping"]["overall"]["ao"].significant
+    lines = "\n".join(format_seeds_report(runs, replicates=300, models={"multitask+damping": "multitask"}))
+    assert "+0.100 / -0.200" in lines  # multitask - baseline on seed 0, seed 1
+    assert "against the checkpoint they run on" in lines and "+0.050 / +0.050" in lines
+    assert "sign changes between seeds" in lines

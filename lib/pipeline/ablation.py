@@ -59,8 +59,8 @@ from lib.config.hiptrack import config_from_dict, load_config, resolve_experimen
 from lib.config.node import CfgNode
 from lib.test import run as test_entry
 from lib.test.analysis import evaluate_results, plot_per_challenge, plot_success
-from lib.test.analysis.ablation_report import (compare_to_reference, format_ablation, format_seeds_report,
-                                               format_summary, seed_summary)
+from lib.test.analysis.ablation_report import (compare_to_own_model, compare_to_reference, format_ablation,
+                                               format_seeds_report, format_summary, seed_summary)
 from lib.test.analysis.challenges import (challenge_accuracy, challenge_labels, challenge_multi_hot, choose_smoothing,
                                           multilabel_scores, read_predictions, smoothed_accuracy)
 from lib.test.analysis.policy_activity import policy_activity
@@ -679,13 +679,17 @@ def _interval_record(ci) -> dict:
 def write_json(result: AblationResult, path: Path) -> Path:
     """``{"settings", "runs": {seed: {name: VariantResult fields}}, "summary": {name: {metric: {mean, std,
     seeds}}}, "comparisons": {name: {"overall": {metric: interval}, "per_challenge": {class: interval}}},
-    "plots"}`` written atomically; each run's ``scores.per_sequence`` holds the per-sequence scores."""
+    "own_model_comparisons": {test-time variant: {"model", "overall", "per_challenge"}}, "plots"}`` written atomically; each run's ``scores.per_sequence`` holds the per-sequence scores."""
     comparisons = compare_to_reference(result.runs)
+    own = compare_to_own_model(result.runs, _models_of(result))
     data = {"settings": result.settings,
             "runs": {str(seed): {n: asdict(v) for n, v in run.items()} for seed, run in result.runs.items()},
             "summary": {n: {m: asdict(s) for m, s in spread.items()} for n, spread in seed_summary(result.runs).items()},
             "comparisons": {n: {part: {k: _interval_record(ci) for k, ci in c[part].items()}
                                 for part in ("overall", "per_challenge")} for n, c in comparisons.items()},
+            "own_model_comparisons": {n: {"model": _models_of(result)[n],
+                                          **{part: {k: _interval_record(ci) for k, ci in c[part].items()}
+                                             for part in ("overall", "per_challenge")}} for n, c in own.items()},
             "plots": [str(p) for p in result.plots]}
     return atomic_write_text(path, json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
 
@@ -723,11 +727,16 @@ def write_plots(result: AblationResult, plot_dir: Path) -> list[Path]:
     return written + [p for p in (per_challenge, differences) if p is not None]
 
 
+def _models_of(result: AblationResult) -> dict[str, str]:
+    """``{test-time variant: the variant whose checkpoint it runs}`` of the variants that ran."""
+    return {n: VARIANTS[n].model for n in result.variants if n in VARIANTS and VARIANTS[n].model}
+
+
 def report_lines(result: AblationResult) -> list[str]:
     """What the ablation and quick-start CLIs print: the tables (one seed in detail, then every seed
     with intervals), the summary and the files written."""
     lines = [format_ablation(result.variants), "", *format_summary(result.variants), ""] if len(result.runs) == 1 else []
-    return [*lines, *format_seeds_report(result.runs), "",
+    return [*lines, *format_seeds_report(result.runs, models=_models_of(result)), "",
             *(f"wrote {path}" for path in [*result.plots, result.json_path])]
 
 

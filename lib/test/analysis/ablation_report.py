@@ -180,12 +180,45 @@ def _interval(ci: DifferenceInterval) -> str:
     return f"{ci.estimate:+.3f} [{ci.low:+.3f}, {ci.high:+.3f}]{mark}"
 
 
-def format_difference_table(comparisons: Mapping[str, Mapping], reference: str = "baseline") -> str:
+def per_seed_differences(runs: Mapping[int, Mapping[str, VariantRow]], name: str, reference: str,
+                         metric: str = "ao") -> list[float]:
+    """``metric`` of ``name`` minus that of ``reference`` on each seed, in seed order: whether a pooled
+    difference holds on every seed or comes from one."""
+    return [float(run[name].scores[metric]) - float(run[reference].scores[metric]) for run in runs.values()]
+
+
+def _per_seed(differences: list[float]) -> str:
+    return " / ".join(f"{d:+.3f}" for d in differences)
+
+
+def format_difference_table(comparisons: Mapping[str, Mapping], reference: str = "baseline",
+                            seed_differences: Mapping[str, list[float]] | None = None) -> str:
     """One row per variant: the difference to ``reference`` of AO, SR0.5 and SR0.75 with the 95%
-    interval; ``*`` marks an interval that excludes 0."""
+    interval (``*`` marks an interval that excludes 0) and, given ``seed_differences``, ΔAO on each seed."""
     headers = ["Variant", "ΔAO [95% CI]", "ΔSR0.5 [95% CI]", "ΔSR0.75 [95% CI]"]
     rows = [[name, *(_interval(c["overall"][m]) for m in DIFFERENCE_METRICS)] for name, c in comparisons.items()]
+    if seed_differences and len(next(iter(seed_differences.values()), [])) > 1:
+        headers.append("ΔAO per seed")
+        rows = [[*row, _per_seed(seed_differences[row[0]])] for row in rows]
     return format_table(headers, rows)
+
+
+def compare_to_own_model(runs: Mapping[int, Mapping[str, VariantRow]], models: Mapping[str, str],
+                         replicates: int = DEFAULT_REPLICATES) -> dict[str, dict]:
+    """Each test-time variant minus the variant whose checkpoint it runs (``models``: ``{variant: model}``),
+    in :func:`compare_to_reference`'s form: the effect of the policy alone, training noise cancelled."""
+    seeds = list(runs)
+    out = {}
+    for name, model in models.items():
+        if name not in runs[seeds[0]] or model not in runs[seeds[0]]:
+            continue
+        scores = [runs[s][name].scores for s in seeds]
+        base = [runs[s][model].scores for s in seeds]
+        classes = [c for c in CLASS_NAMES if c in base[0].get("per_challenge", {})]
+        out[name] = {"overall": {m: compare_scores(scores, base, m, replicates=replicates) for m in DIFFERENCE_METRICS},
+                     "per_challenge": {c: compare_scores(scores, base, "ao", c, replicates=replicates)
+                                       for c in classes}}
+    return out
 
 
 def format_challenge_differences(comparisons: Mapping[str, Mapping]) -> str:
@@ -220,9 +253,10 @@ def format_policy_activity(runs: Mapping[int, Mapping[str, object]]) -> str:
 
 
 def format_seeds_report(runs: Mapping[int, Mapping[str, VariantRow]], reference: str = "baseline",
-                        replicates: int = DEFAULT_REPLICATES) -> list[str]:
+                        replicates: int = DEFAULT_REPLICATES, models: Mapping[str, str] | None = None) -> list[str]:
     """The multi-seed tables as printed by the scripts: summary over seeds, differences to the reference
-    with paired-bootstrap intervals, overall and per challenge."""
+    with paired-bootstrap intervals (overall with ΔAO per seed, and per challenge), and the test-time
+    variants against their own checkpoint's variant (``models``: ``{variant: model}``)."""
     seeds = list(runs)
     first = next(iter(runs.values()))
     sequences = next(iter(first.values())).scores.get("sequences", 0)
@@ -230,13 +264,23 @@ def format_seeds_report(runs: Mapping[int, Mapping[str, VariantRow]], reference:
              format_seed_table(seed_summary(runs))]
     comparisons = compare_to_reference(runs, reference, replicates)
     if comparisons:
+        seed_differences = {n: per_seed_differences(runs, n, reference) for n in comparisons}
         lines += ["", f"Difference to {reference}: estimate [95% interval], paired bootstrap over {sequences} test "
                       f"sequences (seeds paired, {replicates} replicates); * = the interval excludes 0",
-                  format_difference_table(comparisons, reference)]
+                  format_difference_table(comparisons, reference, seed_differences)]
+        if len(seeds) > 1:
+            lines.append("The interval resamples test sequences with the seeds held fixed: a difference whose sign "
+                         "changes between seeds is not an effect, whatever its interval.")
         per_challenge = format_challenge_differences(comparisons)
         if per_challenge:
             lines += ["", "Per challenge (AO difference; Sequences: test sequences with frames of the challenge)",
                       per_challenge]
+        own = compare_to_own_model(runs, models or {}, replicates)
+        if own:
+            lines += ["", "Test-time variants against the checkpoint they run on (the policy's own effect; "
+                          "same intervals)",
+                      format_difference_table(own, seed_differences={
+                          n: per_seed_differences(runs, n, models[n]) for n in own})]
         activity = format_policy_activity(runs)
         if activity:
             lines += ["", "Share of frames on which the policy acted (mean over seeds)", activity]
