@@ -8,7 +8,8 @@
   were cast once (every convolution / linear layer re-casts its weight on every frame);
 * ``bf16``: today's tracker, which casts those weights once at construction.
 
-Also checks that the two bf16 trackers return the same boxes.
+Prints wall-clock and process CPU time (all threads; the steadier figure on a shared machine when
+run with ``--threads 1``). Also checks that the two bf16 trackers return the same boxes.
 
 ``agreement``: the mean IoU of bf16 boxes with fp32 boxes on the same search crops
 (:func:`lib.test.evaluation.agreement.open_loop_ious`) over the sequences of a test dataset; the
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import time
 
 import numpy as np
 import torch
@@ -60,18 +62,22 @@ def speed(args: argparse.Namespace) -> None:
     for frame in frames.values():
         frame()  # warm-up
     times: dict[str, list[float]] = {name: [] for name in frames}
+    cpu_times: dict[str, list[float]] = {name: [] for name in frames}
     names = list(frames)
     for i in range(args.frames):
         for name in names[i % len(names):] + names[:i % len(names)]:  # rotating order
+            start = time.process_time()
             times[name].append(frames[name]())
+            cpu_times[name].append(time.process_time() - start)
     boxes = {name: trackers[name].prev_box_xywh for name in ("bf16 per-frame cast", "bf16")}
     print(f"{args.config} tracker, random weights, 640x480 frame, bank of {BANK}, threads {args.threads}, "
           f"{args.frames} frames each; native bf16 kernels on this CPU: {'yes' if cpu_has_fast_bf16() else 'no'}")
-    fp32 = statistics.median(times["fp32"])
-    for name, values in times.items():
-        median = statistics.median(values)
-        print(f"  {name:20s} {median:.3f} s/frame ({median / fp32:.2f}x fp32; all: "
-              f"{', '.join(f'{t:.3f}' for t in values)})")
+    for clock, measured in (("wall", times), ("CPU", cpu_times)):
+        fp32 = statistics.median(measured["fp32"])
+        for name, values in measured.items():
+            median = statistics.median(values)
+            print(f"  {clock:4s} {name:20s} {median:.3f} s/frame ({median / fp32:.2f}x fp32; all: "
+                  f"{', '.join(f'{t:.3f}' for t in values)})")
     same = boxes["bf16 per-frame cast"] == boxes["bf16"]
     print(f"  bf16 boxes with weights cast once {'equal' if same else 'DIFFER FROM'} those of per-frame casts")
 
