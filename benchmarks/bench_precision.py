@@ -17,7 +17,8 @@ crops follow the fp32 tracker (``--crops fp32``) or the previous frame's ground 
 
     python benchmarks/bench_precision.py speed [--config hiptrack] [--threads 2] [--frames 6]
     python benchmarks/bench_precision.py agreement hiptrack hiptrack_cls_quickstart --checkpoint CKPT \\
-        --dataset synthetic_test --dataset_dir synthetic=DIR [--crops fp32|gt] [--opts KEY=VALUE ...] [--sequence NAME ...]
+        --dataset synthetic_test --dataset_dir synthetic=DIR [--crops fp32|gt] [--opts KEY=VALUE ...] \\
+        [--sequence NAME ...]
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ import time
 import numpy as np
 import torch
 
-from bench_tracker import INIT_BOX, TimedFrame
+from bench_tracker import TimedFrame
 from lib.config.hiptrack import load_config, resolve_experiment_config
 from lib.dataset.image_loader import read_image
 from lib.dataset.paths import DatasetPaths, add_path_arguments
@@ -104,7 +105,8 @@ def agreement(args: argparse.Namespace) -> None:
         all_ious.append(ious)
         print(f"  {name:20s} {len(ious):5d} frames, mean IoU {ious.mean():.3f}, min {ious.min():.3f}")
     ious = np.concatenate(all_ious)
-    print(f"bf16 vs fp32, crops around the {'ground truth' if args.crops == 'gt' else 'fp32 boxes'}, {args.tracker_name} {args.tracker_param} on {args.dataset}: "
+    crops = "the ground truth" if args.crops == "gt" else "the fp32 boxes"
+    print(f"bf16 vs fp32, crops around {crops}, {args.tracker_name} {args.tracker_param} on {args.dataset}: "
           f"{len(names)} sequences, {len(ious)} frames, mean IoU {ious.mean():.3f}, median {np.median(ious):.3f}, "
           f"frames with IoU < 0.5: {(ious < 0.5).mean():.1%}")
 
