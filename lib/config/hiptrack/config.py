@@ -250,7 +250,8 @@ _TEST = {
     "WARMUP_FRAMES": Key(10, "frames 1..N read only the template memory, as the original"),
     "WARMUP_WRITE_FRAMES": Key([5, 10], "frames written to memory during warm-up, "
                                         "each in [1, WARMUP_FRAMES]"),
-    "PRECISION": Key("fp32", "inference precision: fp32, or bf16 autocast", choices=("fp32", "bf16")),
+    "PRECISION": Key("fp32", "inference precision: fp32, or bf16 (conv / linear weights cast once, bf16 autocast); "
+                             "bf16 is fast only on CPUs with AVX512-BF16 / AMX", choices=("fp32", "bf16")),
     "CLS_SMOOTHING": Key(0.0, "a in [0, 1): the policies read p_t = a * p_(t-1) + (1 - a) * raw_t of the head's "
                               "challenge probabilities; 0 = raw; <seq>_cls.txt keeps the raw ones"),
     "POLICY": _POLICY,

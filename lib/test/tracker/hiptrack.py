@@ -9,9 +9,15 @@ With a challenge-aware policy on (``TEST.POLICY``, see :mod:`lib.test.tracker.po
 :class:`~lib.test.tracker.policies.PolicyRun` may change the crop factor, veto the memory write,
 sharpen the window and damp the size, and ``track()`` reports what acted under ``"policy"``. The
 plain tracker has no head, so it runs policies only with ``TEST.POLICY.SOURCE: oracle``.
+
+With ``TEST.PRECISION: bf16`` the tracker runs its own copy of the network whose convolution and
+linear weights were cast to bf16 once, at construction (:func:`lib.utils.precision.autocast_weight_copy`),
+under bf16 autocast: the same outputs as autocast over the fp32 network, without re-casting the
+weights on every frame. The network passed in stays fp32, so fp32 trackers may share it.
 """
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -27,6 +33,9 @@ from lib.utils.checkpoint import CheckpointError, extract_state_dict, read_check
 from lib.models.hiptrack.vit_ce import template_ce_mask
 from lib.test.tracker.policies import NO_POLICY, ChallengePolicies, PolicyRun, blend_size, powered_window
 from lib.utils.crop import box_to_crop, clip_box, sample_target
+from lib.utils.precision import autocast_weight_copy, cpu_has_fast_bf16
+
+logger = logging.getLogger(__name__)
 
 BOX_MARGIN = 10  # pixels of the box kept inside the image, as the original tracker
 
@@ -76,12 +85,18 @@ class HIPTrackTracker:
     reads_challenge_head: ClassVar[bool] = False  # can it feed the head's predictions to the policies?
 
     def __init__(self, network: HIPTrack, cfg, device: torch.device | str = "cpu", precision: str | None = None):
-        self.network = network.to(device).eval()
         self.cfg = cfg
         self.device = torch.device(device)
         self.precision = precision or cfg.TEST.PRECISION
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be fp32 or bf16, got {self.precision!r}")
+        network = network.to(device).eval()
+        # bf16: this tracker's own copy with conv / linear weights cast once; ``network`` stays fp32
+        self.network = autocast_weight_copy(network, torch.bfloat16) if self.precision == "bf16" else network
+        if self.precision == "bf16" and self.device.type == "cpu" and not cpu_has_fast_bf16():
+            logger.warning("TEST.PRECISION bf16 on a CPU without bf16 instructions (AVX512-BF16 / AMX): bf16 "
+                           "convolutions and matrix products fall back to slow kernels, so tracking is slower "
+                           "than fp32; use TEST.PRECISION fp32")
         self.mean = torch.tensor(cfg.DATA.MEAN, device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(cfg.DATA.STD, device=self.device).view(1, 3, 1, 1)
         self.window = hann2d(network.search_grid).to(self.device)
