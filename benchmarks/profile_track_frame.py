@@ -16,7 +16,7 @@ split into stages by wrapping the functions and modules that implement them:
 Prints the median of each stage over ``--frames`` read-only frames and ``--frames`` writing frames,
 per bank size, and the growth of the read-only frame with the bank.
 
-    python benchmarks/profile_track_frame.py [--threads 2] [--frames 5] [--banks 2 50 100 150]
+    python benchmarks/profile_track_frame.py [--threads 2] [--frames 5] [--banks 2 50 100 150] [--timer wall]
 """
 from __future__ import annotations
 
@@ -37,6 +37,8 @@ from lib.models import build_model
 from lib.test.tracker import HIPTrackTracker
 
 INIT_BOX = [280.0, 200.0, 80.0, 60.0]
+TIMERS = {"wall": time.perf_counter, "cpu": time.process_time}
+timer = TIMERS["wall"]  # set from --timer in main()
 STAGES = ("crop", "backbone", "key/value", "read-out", "fusion+head", "write", "other")
 
 
@@ -48,11 +50,11 @@ class StageClock:
 
     @contextmanager
     def stage(self, name: str):
-        start = time.perf_counter()
+        start = timer()
         try:
             yield
         finally:
-            self.seconds[name] += time.perf_counter() - start
+            self.seconds[name] += timer() - start
 
     def wrap(self, name: str, fn):
         def timed(*args, **kwargs):
@@ -62,10 +64,10 @@ class StageClock:
 
     def time_module(self, name: str, module: torch.nn.Module) -> None:
         starts: list[float] = []
-        module.register_forward_pre_hook(lambda *_: starts.append(time.perf_counter()))
+        module.register_forward_pre_hook(lambda *_: starts.append(timer()))
 
         def post(*_):
-            self.seconds[name] += time.perf_counter() - starts.pop()
+            self.seconds[name] += timer() - starts.pop()
         module.register_forward_hook(post)
 
 
@@ -108,9 +110,9 @@ def timed_frame(tracker: HIPTrackTracker, clock: StageClock, image: np.ndarray, 
     bank = state.memory
     held = (len(bank), bank._next) if write else None  # a write to a free slot is undone by forgetting it
     clock.seconds.clear()
-    start = time.perf_counter()
+    start = timer()
     tracker.track(image)
-    total = time.perf_counter() - start
+    total = timer() - start
     if held is not None:
         bank._count, bank._next = held
     seconds = dict(clock.seconds)
@@ -124,13 +126,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--frames", type=int, default=5, help="timed frames per kind and bank size")
     parser.add_argument("--banks", type=int, nargs="+", default=[2, 50, 100, 150], help="memory bank sizes")
+    parser.add_argument("--timer", choices=sorted(TIMERS), default="wall",
+                        help="wall clock, or this process's CPU time (steadier on a loaded machine; use --threads 1)")
     args = parser.parse_args()
+    global timer
+    timer = TIMERS[args.timer]
     torch.set_num_threads(args.threads)
     tracker = build_tracker(max(args.banks) + 1)  # room for the timed write
     clock = StageClock()
     instrument(tracker, clock)
     image = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
-    print(f"ViT-B hiptrack tracker, random weights, threads {args.threads}, median of {args.frames} frames")
+    print(f"ViT-B hiptrack tracker, random weights, threads {args.threads}, {args.timer} time, "
+          f"median of {args.frames} frames")
     totals = {}
     for bank in args.banks:
         prepare(tracker, image, bank)
