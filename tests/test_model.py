@@ -109,19 +109,48 @@ def test_memory_schedule_matches_original():
     assert s.reads_template(10) and not s.reads_template(11)
 
 
+def frame_ids(tensor: torch.Tensor, frame_len: int) -> list[float]:
+    """The first entry of each frame's slot of bank keys (B, N, Ck) filled with the frame's id."""
+    return tensor[0, ::frame_len, 0].tolist()
+
+
 def test_memory_bank_is_fifo_and_capped():
     bank = MemoryBank(capacity=3)
     for i in range(5):
         bank.write(torch.full((1, 2, 2, 2), float(i)), torch.full((1, 3, 2, 2), float(i)))
-    keys, values, norms = bank.tensors()
+    keys, values, norms = bank.ordered_tensors()
     assert len(bank) == 3
     assert torch.allclose(norms, keys.pow(2).sum(-1))
-    assert keys.shape == (1, 12, 2) and values.shape == (1, 12, 3)
-    assert keys[0, :, 0].view(3, 4)[:, 0].tolist() == [2.0, 3.0, 4.0]
+    assert keys.shape == (1, 12, 2) and values.shape == (1, 12, 3) and norms.shape == (1, 12)
+    assert frame_ids(keys, 4) == frame_ids(values, 4) == [2.0, 3.0, 4.0]
     with pytest.raises(ValueError):
         MemoryBank(0)
     with pytest.raises(RuntimeError):
         MemoryBank(2).tensors()
+
+
+def test_memory_bank_ring_buffer_overwrites_the_oldest_slot_in_place():
+    bank = MemoryBank(capacity=3)
+    seen = []
+    for i in range(8):
+        bank.write(torch.full((2, 2, 2, 2), float(i)), torch.full((2, 3, 2, 2), float(i)))
+        keys, values, norms = bank.tensors()
+        ordered = bank.ordered_tensors()
+        expected = list(range(max(0, i - 2), i + 1))
+        assert frame_ids(ordered[0], 4) == frame_ids(ordered[1], 4) == expected, i
+        assert sorted(frame_ids(keys, 4)) == expected  # storage order: a rotation of the time order
+        assert torch.equal(keys[1], keys[0]) and torch.equal(norms, keys.pow(2).sum(-1))
+        seen.append(keys.data_ptr())
+    assert frame_ids(bank.tensors()[0], 4) == [6.0, 7.0, 5.0]
+    assert len(set(seen[2:])) == 1  # full after 3 writes: later writes reuse the same buffer
+    assert bank.tensors()[0].is_contiguous() and bank.tensors()[1].is_contiguous()
+
+
+def reference_readout(mk: torch.Tensor, mv: torch.Tensor, qk: torch.Tensor) -> torch.Tensor:
+    """(B, Cv, HW): softmax over memory of -||k - q||^2 / sqrt(Ck), straight from the definition."""
+    q = qk.flatten(2)  # (B, Ck, HW); mk (B, Ck, N), mv (B, Cv, N)
+    dist = ((mk.unsqueeze(3) - q.unsqueeze(2)) ** 2).sum(1)  # (B, N, HW); ||q||^2 cancels in the softmax
+    return mv @ torch.softmax(-dist / math.sqrt(mk.shape[1]), dim=1)
 
 
 @pytest.mark.parametrize("chunk", [1, 4, 1000])
@@ -131,12 +160,25 @@ def test_read_memory_matches_explicit_softmax(chunk, monkeypatch):
     mk, mv = torch.randn(1, 4, 10, generator=g), torch.randn(1, 3, 10, generator=g)
     qk, qv = torch.randn(1, 4, 2, 3, generator=g), torch.randn(1, 3, 2, 3, generator=g)
     out = read_memory(mk.transpose(1, 2), mv.transpose(1, 2), qk, qv)
-    q = qk.flatten(2)
-    # softmax over memory of -||k - q||^2 / sqrt(Ck): the per-query ||q||^2 term cancels
-    dist = ((mk.unsqueeze(3) - q.unsqueeze(2)) ** 2).sum(1)
-    weights = torch.softmax(-dist / 2.0, dim=1)
-    assert torch.allclose(out[:, :3].flatten(2), mv @ weights, atol=1e-5)
+    assert torch.allclose(out[:, :3].flatten(2), reference_readout(mk, mv, qk), atol=1e-5)
     assert torch.equal(out[:, 3:], qv)
+
+
+@pytest.mark.parametrize("elements", [7, 4096])
+def test_read_memory_of_a_wrapped_bank_matches_the_definition(elements, monkeypatch):
+    monkeypatch.setattr(historical_prompt, "READOUT_CHUNK_ELEMENTS", elements)
+    g = torch.Generator().manual_seed(5)
+    bank = MemoryBank(capacity=4)
+    for _ in range(6):  # wraps: storage order differs from time order
+        bank.write(torch.randn(2, 8, 3, 4, generator=g), torch.randn(2, 5, 3, 4, generator=g))
+    qk, qv = torch.randn(2, 8, 3, 4, generator=g), torch.randn(2, 5, 3, 4, generator=g)
+    qv = qv.contiguous(memory_format=torch.channels_last)
+    keys, values, norms = bank.tensors()
+    out = read_memory(keys, values, qk, qv, norms)
+    keys, values, _ = bank.ordered_tensors()
+    expected = reference_readout(keys.transpose(1, 2), values.transpose(1, 2), qk)
+    torch.testing.assert_close(out[:, :5].flatten(2), expected, atol=1e-5, rtol=1e-5)
+    assert torch.equal(out[:, 5:], qv) and out.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_tracking_memory_is_capped(tiny_model):

@@ -231,3 +231,41 @@ def test_open_loop_ious_compare_boxes_on_the_same_crops():
     reference, bf16 = CropRecorder(network, cfg), CropRecorder(network, cfg, precision="bf16")
     open_loop_ious(reference, bf16, images, boxes[0], np.asarray(boxes, dtype=float))
     assert reference.crop_centres == bf16.crop_centres == [[float(v) for v in b] for b in boxes[:-1]]
+
+
+def reference_read_memory(memory_keys, memory_values, query_key, query_value, memory_key_norms=None):
+    """The memory read-out straight from its definition: softmax over memory of -||k - q||^2 / sqrt(Ck)."""
+    q = query_key.flatten(2).transpose(1, 2)  # (B, HW, Ck)
+    dist = torch.cdist(q.double(), memory_keys.double()) ** 2  # (B, HW, N)
+    weights = torch.softmax(-dist / memory_keys.shape[-1] ** 0.5, dim=-1)
+    readout = (weights @ memory_values.double()).transpose(1, 2).reshape(query_value.shape)
+    return torch.cat([readout.to(query_value.dtype), query_value], dim=1)
+
+
+def test_fast_inference_path_gives_the_reference_boxes(monkeypatch):
+    """Ring-buffer bank, chunked in-place read-out and channels-last head weights against a direct
+    read-out with channels-first weights, over a run whose bank wraps (MAX_MEM 2)."""
+    import lib.models.hiptrack.hiptrack as hiptrack_model
+    cfg = make_tiny_cfg("MODEL.MAX_MEM=2")
+    torch.manual_seed(0)
+    fast = HIPTrackTracker(build_hiptrack(cfg, training=False), cfg)
+    reference = HIPTrackTracker(build_hiptrack(cfg, training=False), cfg)
+    reference.network.load_state_dict(fast.network.state_dict())
+    reference.network.use_channels_last_convolutions = lambda: None
+    images, boxes = moving_square(frames=24)
+    maps = {}
+    for name, tracker in (("fast", fast), ("reference", reference)):
+        if name == "reference":
+            monkeypatch.setattr(hiptrack_model, "read_memory", reference_read_memory)
+        outputs = []
+        run_network = tracker._run_network
+        tracker._run_network = lambda *a, **k: outputs.append(run_network(*a, **k)) or outputs[-1]
+        maps[name] = (run_tracker(tracker, images, boxes), outputs)
+    assert fast.network.box_head.conv1_ctr[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert len(fast.video_state.memory) == 2
+    (fast_boxes, fast_out), (ref_boxes, ref_out) = maps["fast"], maps["reference"]
+    np.testing.assert_allclose(fast_boxes, ref_boxes, rtol=0, atol=1e-4)
+    for t, (a, b) in enumerate(zip(fast_out, ref_out)):
+        assert torch.equal(a["score_map"].flatten(1).argmax(1), b["score_map"].flatten(1).argmax(1)), t
+        for key in ("score_map", "size_map", "offset_map"):
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-5, msg=f"frame {t + 1}: {key}")

@@ -234,7 +234,7 @@ def to_tokens(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(2).transpose(1, 2)
 
 
-READOUT_CHUNK_ELEMENTS = 8 * 1024 * 1024  # affinity entries per chunk: bounds the temporary to ~32 MB
+READOUT_CHUNK_ELEMENTS = 32 * 1024 * 1024  # affinity entries per chunk: bounds the temporary to 128 MB (fp32)
 
 
 def key_norms(memory_keys: torch.Tensor) -> torch.Tensor:
@@ -248,9 +248,11 @@ def read_memory(memory_keys: torch.Tensor, memory_values: torch.Tensor, query_ke
 
     The affinity of memory position n to query position q is ``(2 k_n.q - |k_n|^2) / sqrt(Ck)``,
     i.e. the negative squared L2 distance up to a per-query constant that cancels in the softmax
-    over memory positions. Computed query-major in chunks of query positions, so the softmax runs
-    over contiguous memory and the affinity matrix never has to exist in full. Runs in the dtype
-    of the memory (bf16 memory: bf16 matrix products, softmax accumulated in fp32).
+    over memory positions. Computed query-major in as few equal chunks of query positions as keep
+    a chunk's affinity within ``READOUT_CHUNK_ELEMENTS``, so the softmax runs over contiguous
+    memory, in place, and the values are streamed once per chunk. Runs in the dtype of the memory
+    (bf16 memory: bf16 matrix products, softmax accumulated in fp32). The result does not depend
+    on the order of the memory positions (up to float rounding).
 
     Args:
         memory_keys: (B, N, Ck) keys of all memory positions (N = frames x H x W).
@@ -260,7 +262,8 @@ def read_memory(memory_keys: torch.Tensor, memory_values: torch.Tensor, query_ke
         memory_key_norms: (B, N) ``key_norms(memory_keys)`` if already known.
 
     Returns:
-        (B, 2 Cv, H, W): the affinity-weighted memory values, then ``query_value``.
+        (B, 2 Cv, H, W): the affinity-weighted memory values, then ``query_value``; channels-last
+        when ``query_value`` is.
     """
     B, N, Ck = memory_keys.shape
     _, Cv, H, W = query_value.shape
@@ -271,17 +274,29 @@ def read_memory(memory_keys: torch.Tensor, memory_values: torch.Tensor, query_ke
         queries = to_tokens(query_key).to(dtype)
         keys_t = memory_keys.transpose(1, 2)
         values = memory_values.to(dtype)
-        chunk = max(1, READOUT_CHUNK_ELEMENTS // N)
+        chunks = math.ceil(H * W * N / READOUT_CHUNK_ELEMENTS)
+        chunk = math.ceil(H * W / chunks)
         parts = []
         for start in range(0, H * W, chunk):
             logits = torch.baddbmm(bias, queries[:, start:start + chunk], keys_t, alpha=2 / math.sqrt(Ck))
-            parts.append(torch.bmm(logits.softmax(dim=-1), values))
-        readout = torch.cat(parts, dim=1).transpose(1, 2).reshape(B, Cv, H, W)
+            if logits.requires_grad:
+                logits = logits.softmax(dim=-1)
+            else:  # in place: one affinity-sized buffer per chunk
+                torch.softmax(logits, dim=-1, out=logits)
+            parts.append(torch.bmm(logits, values))
+        readout = (parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)).transpose(1, 2).reshape(B, Cv, H, W)
     return torch.cat([readout.to(query_value.dtype), query_value], dim=1)
 
 
 class MemoryBank:
-    """FIFO of per-frame memory keys and values, capped at ``capacity`` frames.
+    """FIFO of per-frame memory keys, values and key norms, capped at ``capacity`` frames.
+
+    Entries live in preallocated buffers in the layout the read-out multiplies, keys (B, S*HW, Ck),
+    values (B, S*HW, Cv) and norms (B, S*HW) for S frame slots; S doubles as frames arrive, up to
+    ``capacity``. Once the bank is full a write overwrites the oldest frame's slot (a ring buffer),
+    so neither writing nor reading copies the bank. ``tensors()`` returns the slots in storage
+    order, which is the time order rotated once the bank has wrapped; the read-out sums over all
+    memory positions and does not depend on their order. ``ordered_tensors()`` gives time order.
 
     Keeps nothing but the keys and values (the original also kept every written search crop,
     unbounded). A fresh bank per video: the tracker creates one in ``initialize``.
@@ -291,28 +306,53 @@ class MemoryBank:
         if capacity < 1:
             raise ValueError(f"memory capacity must be >= 1 frame, got {capacity}")
         self.capacity = capacity
-        self._keys: list[torch.Tensor] = []
-        self._values: list[torch.Tensor] = []
-        self._norms: list[torch.Tensor] = []
-        self._cat: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._buffers: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # keys, values, norms
+        self._frame_len = 0  # memory positions per frame (H * W)
+        self._count = 0      # frames held
+        self._next = 0       # slot the next write goes to
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return self._count
+
+    def _slots(self) -> int:
+        return 0 if self._buffers is None else self._buffers[2].shape[1] // self._frame_len
+
+    def _grow(self, keys: torch.Tensor, values: torch.Tensor, norms: torch.Tensor) -> None:
+        """Reallocate the buffers with twice the slots (at most ``capacity``), keeping the frames held."""
+        slots = min(self.capacity, max(1, 2 * self._slots()))
+        n, held = slots * self._frame_len, self._count * self._frame_len
+        grown = tuple(x.new_empty(x.shape[0], n, *x.shape[2:]) for x in (keys, values, norms))
+        if self._buffers is not None:
+            for new, old in zip(grown, self._buffers):
+                new[:, :held] = old[:, :held]
+        self._buffers = grown
 
     def write(self, key: torch.Tensor, value: torch.Tensor) -> None:
-        """Append one frame's key (B, Ck, H, W) and value (B, Cv, H, W); evict the oldest when full."""
-        if len(self._keys) == self.capacity:
-            for entries in (self._keys, self._values, self._norms):
-                entries.pop(0)
-        self._keys.append(to_tokens(key))
-        self._values.append(to_tokens(value))
-        self._norms.append(key_norms(self._keys[-1]))
-        self._cat = None
+        """Store one frame's key (B, Ck, H, W) and value (B, Cv, H, W); overwrite the oldest when full."""
+        entries = (to_tokens(key), to_tokens(value))
+        entries += (key_norms(entries[0]),)
+        if self._buffers is None:
+            self._frame_len = entries[0].shape[1]
+        if self._count == self._slots() < self.capacity:
+            self._grow(*entries)
+        positions = slice(self._next * self._frame_len, (self._next + 1) * self._frame_len)
+        for buffer, entry in zip(self._buffers, entries):
+            buffer[:, positions] = entry
+        self._next = (self._next + 1) % self.capacity
+        self._count = min(self._count + 1, self.capacity)
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """All keys (B, N, Ck), values (B, N, Cv) and key norms (B, N), oldest frame first."""
-        if not self._keys:
+        """Keys (B, N, Ck), values (B, N, Cv) and key norms (B, N) of all frames held, in storage order
+        (views of the buffers, no copy)."""
+        if not self._count:
             raise RuntimeError("the memory bank is empty")
-        if self._cat is None:
-            self._cat = tuple(torch.cat(entries, dim=1) for entries in (self._keys, self._values, self._norms))
-        return self._cat
+        n = self._count * self._frame_len
+        return tuple(buffer[:, :n] for buffer in self._buffers)
+
+    def ordered_tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``tensors()`` with the frames in time order, oldest first (a copy once the bank has wrapped)."""
+        tensors = self.tensors()
+        if self._count < self.capacity or self._next == 0:
+            return tensors
+        split = self._next * self._frame_len
+        return tuple(torch.cat([x[:, split:], x[:, :split]], dim=1) for x in tensors)

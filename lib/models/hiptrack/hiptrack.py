@@ -209,10 +209,22 @@ class HIPTrack(nn.Module):
         return outputs
 
     # ----------------------------------------------------------------------------- tracking
+    def use_channels_last_convolutions(self) -> None:
+        """Keep the weights of the prompt fusion block and the box head in channels-last layout.
+
+        Their inputs are channels-last (a token map is a channels-last view of the backbone tokens,
+        and the sum with the prompt keeps that layout); with channels-first weights each of these
+        convolutions re-lays-out its weights on every call. The same kernels run on the same
+        values, so the outputs are bit-identical. Idempotent; ``start_tracking`` calls it.
+        """
+        for module in (self.searchRegionFusion, self.box_head):
+            module.to(memory_format=torch.channels_last)
+
     @torch.no_grad()
     def start_tracking(self, template: torch.Tensor, template_boxes: torch.Tensor,
                        ce_template_mask: torch.Tensor | None = None) -> TrackingState:
         """Encode the constant parts of the template once and return a fresh tracking state."""
+        self.use_channels_last_convolutions()
         size = self.search_grid * self.backbone.patch_size
         template_image = self.upsample(template, size)
         mask = self.template_box_mask(template_boxes, size)
