@@ -7,9 +7,13 @@ divided by.
 """
 from __future__ import annotations
 
+import os
 import statistics
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -17,16 +21,19 @@ import torch
 # for orientation only: another machine, load and library version, so no ratio is formed with them.
 RECORDED_ORIGINAL = {
     "tracker": (
-        "original track() median 0.93 s per frame (bank of 2), 1.9-2.6 s with the bank at its 150-frame cap; "
-        "2-core CPU, random weights, 2 threads (/work/shared/anchors/hiptrack_notes.md, last section)",
+        ("original track() median 0.93 s per frame (bank of 2), 1.9-2.6 s with the bank at its 150-frame cap; "
+         "2-core CPU, random weights, 2 threads (/work/shared/anchors/hiptrack_notes.md, last section)"),
         "original 0.557 s per frame on a 2-core machine (issue 15)",
     ),
     "train_step": (
-        "original training step, batch 1, 5 search frames, backbone frozen, CE keep 0.7: 6.3-6.9 s "
-        "(forward, backward, AdamW); training forward without grad 5.0 s; 2-core CPU, 2 threads "
-        "(/work/shared/anchors/hiptrack_notes.md, last section)",
+        ("original training step, batch 1, 5 search frames, backbone frozen, CE keep 0.7: 6.3-6.9 s "
+         "(forward, backward, AdamW); training forward without grad 5.0 s; 2-core CPU, 2 threads "
+         "(/work/shared/anchors/hiptrack_notes.md, last section)"),
     ),
 }
+
+
+WORKER = Path(__file__).with_name("original_worker.py")
 
 
 def print_recorded(kind: str) -> None:
@@ -100,3 +107,61 @@ def print_rows(title: str, samples: Sequence[Samples]) -> None:
     width = max(len(s.name) for s in samples)
     for s in samples:
         print(f"  {s.name:{width}s}  {s.summary()}")
+
+
+def original_dir_problem(path: Path | None) -> str | None:
+    """Why ``--original PATH`` is not a HIPTrack checkout (None when it is one, or not given)."""
+    if path is None or (path / "lib" / "test" / "tracker" / "hiptrack.py").is_file():
+        return None
+    return f"--original {path}: no lib/test/tracker/hiptrack.py there (not a HIPTrack checkout)"
+
+
+class OriginalProcess:
+    """The original HIPTrack in a worker process (``original_worker.py``; its package is also called ``lib``)."""
+
+    def __init__(self, original: Path, config: str, threads: int) -> None:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # so that 'lib' is the original's
+        self.process = subprocess.Popen(
+            [sys.executable, "-W", "ignore", str(WORKER), "--original", str(original), "--config", config,
+             "--threads", str(threads)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=original)
+        self._reply()  # "ready": built
+
+    def _reply(self) -> str:
+        """The worker's next protocol reply (its own prints are skipped)."""
+        for line in self.process.stdout:
+            if line.startswith("@@"):
+                reply = line[2:].strip()
+                if reply.startswith("error"):
+                    raise RuntimeError(f"original worker: {reply}")
+                return reply
+        raise RuntimeError(f"the original's worker ended (exit code {self.process.wait()}); its error is above")
+
+    def _ask(self, command: str) -> str:
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        return self._reply()
+
+    def set_bank(self, bank: int) -> None:
+        """Start a video of the original's tracker with a memory bank of ``bank`` frames."""
+        held = int(self._ask(f"bank {bank}").split()[1])
+        if held != bank:
+            raise RuntimeError(f"the original's bank holds {held} frames, expected {bank}")
+
+    def frame(self) -> float:
+        """Seconds of one ``track()`` of the original (after :meth:`set_bank`)."""
+        return float(self._ask("frame"))
+
+    def set_train(self, epoch: int, batch: int) -> None:
+        """Build the original's training step (``original_worker.OriginalTrainStep``) at ``epoch``."""
+        self._ask(f"train {epoch} {batch}")
+
+    def step(self) -> float:
+        """Seconds of one training step of the original (after :meth:`set_train`)."""
+        return float(self._ask("step"))
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.stdin.write("quit\n")
+            self.process.stdin.close()
+            self.process.wait(timeout=60)

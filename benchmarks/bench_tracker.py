@@ -27,9 +27,6 @@ last, labelled as such and never divided by.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,13 +34,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench_common import Samples, alternate, fill_memory, paired_ratio, print_recorded, print_rows
+from bench_common import (OriginalProcess, Samples, alternate, fill_memory, original_dir_problem, paired_ratio,
+                          print_recorded, print_rows)
 from lib.config.hiptrack import load_config, resolve_experiment_config
 from lib.models import build_model
 from lib.test.tracker import HIPTrackCLSTracker, HIPTrackTracker
 
 INIT_BOX = [280.0, 200.0, 80.0, 60.0]  # the same in original_worker.py
-WORKER = Path(__file__).with_name("original_worker.py")
 VARIANTS = ("plain", "cls", "cls+pred")
 
 
@@ -68,47 +65,6 @@ class TimedFrame:
         start = time.perf_counter()
         self.tracker.track(self.image)
         return time.perf_counter() - start
-
-
-class OriginalProcess:
-    """The original HIPTrack tracker in a worker process (its package is also called ``lib``)."""
-
-    def __init__(self, original: Path, config: str, threads: int) -> None:
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # so that 'lib' is the original's
-        self.process = subprocess.Popen(
-            [sys.executable, "-W", "ignore", str(WORKER), "--original", str(original), "--config", config,
-             "--threads", str(threads)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=original)
-        self._reply()  # "ready": built
-
-    def _reply(self) -> str:
-        """The worker's next protocol reply (its own prints are skipped)."""
-        for line in self.process.stdout:
-            if line.startswith("@@"):
-                reply = line[2:].strip()
-                if reply.startswith("error"):
-                    raise RuntimeError(f"original worker: {reply}")
-                return reply
-        raise RuntimeError(f"the original's worker ended (exit code {self.process.wait()}); its error is above")
-
-    def _ask(self, command: str) -> str:
-        self.process.stdin.write(command + "\n")
-        self.process.stdin.flush()
-        return self._reply()
-
-    def set_bank(self, bank: int) -> None:
-        held = int(self._ask(f"bank {bank}").split()[1])
-        if held != bank:
-            raise RuntimeError(f"the original's bank holds {held} frames, expected {bank}")
-
-    def __call__(self) -> float:
-        return float(self._ask("frame"))
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.stdin.write("quit\n")
-            self.process.stdin.close()
-            self.process.wait(timeout=60)
 
 
 def build_trackers(args: argparse.Namespace) -> dict[str, HIPTrackTracker]:
@@ -157,8 +113,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if min(args.banks) < 1 or args.frames < 1:
         parser.error("--banks and --frames must be >= 1")
-    if args.original is not None and not (args.original / "lib" / "test" / "tracker" / "hiptrack.py").is_file():
-        parser.error(f"--original {args.original}: no lib/test/tracker/hiptrack.py there (not a HIPTrack checkout)")
+    if problem := original_dir_problem(args.original):
+        parser.error(problem)
     return args
 
 
@@ -183,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"ours {name}": TimedFrame(tracker, image, bank) for name, tracker in trackers.items()}
             if original is not None:
                 original.set_bank(bank)
-                contestants["original fp32"] = original
+                contestants["original fp32"] = original.frame
             samples = alternate(contestants, args.frames, log=log)
             report_bank(bank, list(samples.values()))
             for name, s in samples.items():

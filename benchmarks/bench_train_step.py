@@ -16,11 +16,15 @@ stage; for HIPTrack-CLS the classification head trains with the rest); ``config`
 config trains at that epoch (e.g. stage 2 of a two-stage schedule: everything).
 
 fp32 and AMP (bf16 autocast on CPU, no loss scaling) share one trainer and are timed in alternating
-order after one warm-up step each. Prints each one's median seconds with spread and the AMP / fp32
-ratio of this run; the original's training step recorded elsewhere is printed as such, never
-divided by.
+order after one warm-up step each. With ``--original DIR`` (a checkout of github
+WenRuiCai/HIPTrack) the original's fp32 step joins the rotation, run in a worker process
+(``original_worker.py``) as its trainer does it: its actor and loss on a random batch of the same
+sizes, backward, clipping, AdamW, backbone frozen, at the same epoch (its own CE schedule of its YAML
+``--original-config``). Prints each one's median seconds with spread and the ratios of this run;
+the original's training step recorded elsewhere is printed as such, never divided by.
 
     python benchmarks/bench_train_step.py                                  # hiptrack_got, frozen, epoch 100, keep 0.7
+    python benchmarks/bench_train_step.py --original /work/original-hiptrack --precision fp32 --steps 4
     python benchmarks/bench_train_step.py --config hiptrack_cls --regime frozen config --steps 4
     python benchmarks/bench_train_step.py --config hiptrack_cls_tiny --steps 1      # smoke run
 """
@@ -35,7 +39,7 @@ from pathlib import Path
 import torch
 
 from bench_cls_overhead import make_inputs
-from bench_common import alternate, paired_ratio, print_recorded, print_rows
+from bench_common import OriginalProcess, alternate, original_dir_problem, paired_ratio, print_recorded, print_rows
 from lib.config.hiptrack import load_config, resolve_experiment_config
 from lib.models import build_model
 from lib.train.actors.hiptrack_cls import HIPTrackActor
@@ -106,10 +110,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=1, help="batch size (default 1, as the recorded figure)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE", help="further config overrides")
+    parser.add_argument("--original", type=Path, default=None,
+                        help="a checkout of the original HIPTrack (github WenRuiCai/HIPTrack): time its step too")
+    parser.add_argument("--original-config", default="hiptrack_got",
+                        help="the original's experiment YAML name (default hiptrack_got)")
     parser.add_argument("--verbose", action="store_true", help="print every timed step")
     args = parser.parse_args(argv)
     if args.steps < 1 or args.batch < 1 or not 0 <= args.keep <= 1:
         parser.error("--steps and --batch must be >= 1 and --keep in [0, 1]")
+    if problem := original_dir_problem(args.original):
+        parser.error(problem)
     return args
 
 
@@ -130,25 +140,45 @@ def main(argv: list[str] | None = None) -> None:
     print(f"one Trainer.train_epoch step over a one-batch loader: threads {args.threads}, batch {args.batch}, random "
           f"weights, {args.steps} timed steps per precision after 1 warm-up each, alternating; native bf16 kernels "
           f"on this CPU: {'yes' if cpu_has_fast_bf16() else 'no (bf16 conv / matmul fall back to slow paths)'}")
-    with tempfile.TemporaryDirectory() as tmp:  # the trainer's run folder (nothing is written by a step)
-        for name in args.config:
-            for regime in args.regime:
-                cfg = step_config(name, regime, args)
-                epoch = args.epoch or default_epoch(cfg)
-                step = TrainerStep(cfg, args.batch, epoch, Path(tmp) / f"{name}-{regime}")
-                n_train, n_total = step.trainable()
-                keep = step.actor.keep_rate(epoch)
-                print(f"\n{name}, {regime}: {cfg.MODEL.BACKBONE.TYPE}, template {cfg.DATA.TEMPLATE.SIZE}, search "
-                      f"{cfg.DATA.SEARCH.SIZE}, {cfg.DATA.SEARCH.NUMBER} search frames, epoch {epoch}, CE keep rate "
-                      f"{'none (no CE blocks)' if keep is None else f'{keep:.3f}'}, grad clip "
-                      f"{cfg.TRAIN.GRAD_CLIP_NORM}, trainable {n_train:,} / {n_total:,} parameters", flush=True)
-                contestants = {p: step.timed(PRECISIONS[p]) for p in args.precision}
-                samples = alternate(contestants, args.steps, log=print if args.verbose else None)
-                print_rows("  seconds per training step:", list(samples.values()))
-                if "fp32" in samples and "amp" in samples:
-                    print(f"  ratio measured in this run: {paired_ratio(samples['amp'], samples['fp32'])}")
+    original = OriginalProcess(args.original.resolve(), args.original_config, args.threads) if args.original else None
+    try:
+        with tempfile.TemporaryDirectory() as tmp:  # the trainer's run folder (nothing is written by a step)
+            for name in args.config:
+                for regime in args.regime:
+                    measure(name, regime, args, Path(tmp), original)
+    finally:
+        if original is not None:
+            original.close()
     print()
     print_recorded("train_step")
+
+
+def measure(name: str, regime: str, args: argparse.Namespace, tmp: Path, original: OriginalProcess | None) -> None:
+    """Time and report one config / regime (and the original's step, when given) alternately."""
+    cfg = step_config(name, regime, args)
+    epoch = args.epoch or default_epoch(cfg)
+    step = TrainerStep(cfg, args.batch, epoch, tmp / f"{name}-{regime}")
+    n_train, n_total = step.trainable()
+    keep = step.actor.keep_rate(epoch)
+    print(f"\n{name}, {regime}: {cfg.MODEL.BACKBONE.TYPE}, template {cfg.DATA.TEMPLATE.SIZE}, search "
+          f"{cfg.DATA.SEARCH.SIZE}, {cfg.DATA.SEARCH.NUMBER} search frames, epoch {epoch}, CE keep rate "
+          f"{'none (no CE blocks)' if keep is None else f'{keep:.3f}'}, grad clip "
+          f"{cfg.TRAIN.GRAD_CLIP_NORM}, trainable {n_train:,} / {n_total:,} parameters", flush=True)
+    contestants = {p: step.timed(PRECISIONS[p]) for p in args.precision}
+    if original is not None:
+        original.set_train(epoch, args.batch)
+        contestants["original fp32"] = original.step
+        print(f"  original: {args.original} ({args.original_config}.yaml), fp32, backbone frozen, epoch "
+              f"{epoch}, in a worker process", flush=True)
+    samples = alternate(contestants, args.steps, log=print if args.verbose else None)
+    print_rows("  seconds per training step:", list(samples.values()))
+    lines = []
+    if "fp32" in samples and "amp" in samples:
+        lines.append(paired_ratio(samples["amp"], samples["fp32"]))
+    if original is not None:
+        lines += [paired_ratio(samples[p], samples["original fp32"]) for p in args.precision]
+    for line in lines:
+        print(f"  ratio measured in this run: {line}")
 
 
 if __name__ == "__main__":
