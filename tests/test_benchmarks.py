@@ -18,7 +18,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 HELP_WORDS = {
     "bench_model.py": ("COMPONENT", "bench_tracker.py"),
     "bench_tracker.py": ("tracker.track()", "--original", "--banks", "bf16"),
-    "bench_train_step.py": ("Trainer.train_epoch", "--keep", "--epoch", "clipping"),
+    "bench_train_step.py": ("Trainer.train_epoch", "--keep", "--epoch", "clipping", "--original"),
     "bench_train_loop.py": ("samples per second", "--opts", "data", "backward", "optimizer"),
     "bench_cls_overhead.py": ("stand-in",),
     "bench_data.py": ("--part",),
