@@ -116,6 +116,22 @@ def original_dir_problem(path: Path | None) -> str | None:
     return f"--original {path}: no lib/test/tracker/hiptrack.py there (not a HIPTrack checkout)"
 
 
+def like_for_like_warning(cfg, original: Path, config: str) -> str | None:
+    """A warning when our config's model sizes differ from the original's YAML ``config`` (then the
+    ratio against the original compares different models); None when they match."""
+    import yaml
+
+    theirs = yaml.safe_load((original / "experiments" / "hiptrack" / f"{config}.yaml").read_text())
+    pairs = {
+        "backbone": (cfg.MODEL.BACKBONE.TYPE, theirs["MODEL"]["BACKBONE"]["TYPE"]),
+        "search size": (cfg.DATA.SEARCH.SIZE, theirs["DATA"]["SEARCH"]["SIZE"]),
+        "template size": (cfg.DATA.TEMPLATE.SIZE, theirs["DATA"]["TEMPLATE"]["SIZE"]),
+        "CE keep ratio": (list(cfg.MODEL.BACKBONE.CE_KEEP_RATIO), list(theirs["MODEL"]["BACKBONE"]["CE_KEEP_RATIO"])),
+    }
+    differ = [f"{k} {ours} vs {other}" for k, (ours, other) in pairs.items() if ours != other]
+    return f"NOT like for like (ours vs the original's {config}.yaml): " + "; ".join(differ) if differ else None
+
+
 class OriginalProcess:
     """The original HIPTrack in a worker process (``original_worker.py``; its package is also called ``lib``)."""
 

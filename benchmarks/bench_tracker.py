@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench_common import (OriginalProcess, Samples, alternate, fill_memory, original_dir_problem, paired_ratio,
-                          print_recorded, print_rows)
+from bench_common import (OriginalProcess, Samples, alternate, fill_memory, like_for_like_warning,
+                          original_dir_problem, paired_ratio, print_recorded, print_rows)
 from lib.config.hiptrack import load_config, resolve_experiment_config
 from lib.models import build_model
 from lib.test.tracker import HIPTrackCLSTracker, HIPTrackTracker
@@ -131,6 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     original = OriginalProcess(args.original.resolve(), args.original_config, args.threads) if args.original else None
     if original is not None:
         print(f"original: {args.original} ({args.original_config}.yaml), fp32, in a worker process")
+        if warning := like_for_like_warning(cfg, args.original.resolve(), args.original_config):
+            print(f"WARNING: {warning}")
     log = print if args.verbose else None
     medians: dict[str, dict[int, float]] = {}
     try:

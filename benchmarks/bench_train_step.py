@@ -39,7 +39,8 @@ from pathlib import Path
 import torch
 
 from bench_cls_overhead import make_inputs
-from bench_common import OriginalProcess, alternate, original_dir_problem, paired_ratio, print_recorded, print_rows
+from bench_common import (OriginalProcess, alternate, like_for_like_warning, original_dir_problem, paired_ratio,
+                          print_recorded, print_rows)
 from lib.config.hiptrack import load_config, resolve_experiment_config
 from lib.models import build_model
 from lib.train.actors.hiptrack_cls import HIPTrackActor
@@ -170,6 +171,8 @@ def measure(name: str, regime: str, args: argparse.Namespace, tmp: Path, origina
         contestants["original fp32"] = original.step
         print(f"  original: {args.original} ({args.original_config}.yaml), fp32, backbone frozen, epoch "
               f"{epoch}, in a worker process", flush=True)
+        if warning := like_for_like_warning(cfg, args.original.resolve(), args.original_config):
+            print(f"  WARNING: {warning}")
     samples = alternate(contestants, args.steps, log=print if args.verbose else None)
     print_rows("  seconds per training step:", list(samples.values()))
     lines = []
