@@ -82,9 +82,12 @@ class PartTimes:
         torch.Tensor.backward = self.timed("backward", backward)
         torch.nn.utils.clip_grad_norm_ = self.timed("optimizer", clip)
         starts: list[float] = []
-        pre = trainer.optimizer.register_step_pre_hook(lambda *a: starts.append(time.perf_counter()))
-        post = trainer.optimizer.register_step_post_hook(
-            lambda *a: self.seconds.__setitem__("optimizer", self.seconds["optimizer"] + time.perf_counter() - starts.pop()))
+
+        def step_done(*args) -> None:
+            self.seconds["optimizer"] += time.perf_counter() - starts.pop()
+
+        pre = trainer.optimizer.register_step_pre_hook(lambda *args: starts.append(time.perf_counter()))
+        post = trainer.optimizer.register_step_post_hook(step_done)
         try:
             yield
         finally:
@@ -165,7 +168,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--frames", type=int, default=40, help="frames per generated sequence (default 40)")
     parser.add_argument("--samples", type=int, default=96,
                         help="samples per timed epoch, DATA.TRAIN.SAMPLE_PER_EPOCH (default 96)")
-    parser.add_argument("--rounds", type=int, default=3, help="timed epochs per configuration after 1 warm-up (default 3)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="timed epochs per configuration after 1 warm-up (default 3)")
     parser.add_argument("--epoch", type=int, default=1, help="the epoch handed to the trainer (default 1)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the main process (default 2)")
     args = parser.parse_args(argv)
