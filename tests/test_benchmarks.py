@@ -6,12 +6,16 @@ figures labelled as such.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import make_tiny_cfg
+from lib.config.hiptrack import load_config, resolve_experiment_config
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 # script -> words its help must contain (what it measures; kept in step with docs/benchmarks.md)
@@ -95,3 +99,45 @@ def test_model_component_smoke(tmp_path):
     assert "COMPONENT timing" in out
     assert "beyond the first frame 0," in out and "beyond the memory writes 0 " in out
     assert "network bf16 / network fp32:" in out
+
+
+@pytest.fixture
+def common(monkeypatch):
+    """benchmarks/bench_common.py as a module (registered: its dataclasses look their module up)."""
+    spec = importlib.util.spec_from_file_location("bench_common", BENCHMARKS / "bench_common.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_common", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_alternation_rotates_and_ratios_pair_rounds(common):
+    """Each round starts with the next contestant; ratios pair the same rounds; summaries show the spread."""
+    order: list[str] = []
+    times = {"a": iter([9.0, 1.0, 2.0, 3.0, 4.0]), "b": iter([9.0, 2.0, 4.0, 6.0, 8.0])}
+
+    def contestant(name):
+        def call():
+            order.append(name)
+            return next(times[name])
+        return call
+
+    samples = common.alternate({"a": contestant("a"), "b": contestant("b")}, rounds=4)
+    assert order == ["a", "b", "a", "b", "b", "a", "a", "b", "b", "a"]  # warm-up, then a-first / b-first rounds
+    assert samples["a"].seconds == [1.0, 2.0, 3.0, 4.0]  # the warm-up is not kept
+    assert common.paired_ratio(samples["b"], samples["a"]).startswith("b / a: 2.00x (median of 4 paired rounds")
+    assert samples["a"].summary() == "median 2.500 s (min 1.000, IQR 1.750-3.250, max 4.000; n 4)"
+
+
+def test_like_for_like_warning_names_the_differences(common, tmp_path):
+    yaml_dir = tmp_path / "experiments" / "hiptrack"
+    yaml_dir.mkdir(parents=True)
+    (yaml_dir / "orig.yaml").write_text(
+        "DATA:\n  SEARCH:\n    SIZE: 384\n  TEMPLATE:\n    SIZE: 192\n"
+        "MODEL:\n  BACKBONE:\n    TYPE: vit_base_patch16_224_ce\n    CE_KEEP_RATIO: [0.7, 0.7, 0.7]\n")
+    warning = common.like_for_like_warning(make_tiny_cfg(), tmp_path, "orig")
+    for difference in ("backbone vit_tiny_test_ce vs vit_base_patch16_224_ce", "search size 128 vs 384",
+                       "template size 64 vs 192", "CE keep ratio [0.7, 0.7] vs [0.7, 0.7, 0.7]"):
+        assert difference in warning
+    vit_b = load_config(resolve_experiment_config("hiptrack_got"))
+    assert common.like_for_like_warning(vit_b, tmp_path, "orig") is None
