@@ -2,10 +2,16 @@
 
 Builds HIPTrack-CLS and plain HIPTrack from the same config and weights and alternates their
 measurements (A, B, A, B, ...) so that drift of this noisy machine hits both equally; prints the
-median of the paired ratios. Targets: training step (forward + backward + AdamW, classification
-loss included) <= 1.03x; tracking frame <= 1.00x (the head does not run when tracking).
+median of the paired ratios of this run. Targets: training step <= 1.03x; tracking frame <= 1.00x
+(the head does not run when tracking).
 
-    python benchmarks/bench_cls_overhead.py [--config hiptrack_cls] [--steps 3] [--frames 8]
+Both are COMPONENT timings for this one comparison: the step is the model's forward, a stand-in box
+loss plus the real classification loss, backward and AdamW (no clipping, not the trainer: for the
+trainer's real step use ``bench_train_step.py``), and the frame is ``network.track()`` on a ready
+crop (for ``tracker.track()`` on full frames, plain vs cls trackers, use ``bench_tracker.py
+--variants plain cls cls+pred``).
+
+    python benchmarks/bench_cls_overhead.py [--config hiptrack_cls] [--steps 6] [--frames 8] [--threads 2]
 """
 from __future__ import annotations
 

@@ -1,42 +1,53 @@
-"""Per-frame time of the plain and the classification tracker (ViT-B), and its growth with memory.
+"""Seconds per frame of ``tracker.track()`` on a full frame, fp32 and bf16, by memory-bank size.
 
-Times ``tracker.track()`` on a 640x480 frame (crop, normalisation, network, Hann window, box
-decoding) for three trackers sharing one set of random weights:
+What users run: ``tracker.track()`` on a full 640x480 RGB frame (crop, normalisation, network with
+the video's memory, Hann window, box decoding), each bf16 frame exactly as the tracker does it
+(``TEST.PRECISION=bf16``: one autocast block per frame). Random weights (timings do not depend on
+them). For each bank size (``--banks``, default 2 50 100 150 frames: one real write, then random
+entries of the same shape and dtype), every timed call is the first frame after the warm-up, so it
+reads the bank and writes nothing: the bank stays at its size.
 
-* ``plain``: HIPTrackTracker on the ``hiptrack`` config;
-* ``cls``: HIPTrackCLSTracker on ``hiptrack_cls`` without challenge predictions (head not run);
-* ``cls+pred``: the same with ``--save_cls`` behaviour (head run, softmax returned).
+Contestants: ``--variants`` (``plain``: HIPTrackTracker on ``--config``; ``cls``: HIPTrackCLSTracker
+on ``--cls-config`` without challenge predictions; ``cls+pred``: the same with predictions, the head
+run) times ``--precision`` (fp32, bf16), all sharing one set of weights; with ``--original DIR``
+also the ORIGINAL HIPTrack's tracker (a checkout of github WenRuiCai/HIPTrack, fp32, its YAML
+``--original-config``) on the same frame, box and bank size, run in a worker process
+(``original_worker.py``). They are timed in rounds, one call each per round, the first rotating.
 
-For banks of ~2 (after warm-up), 50 and 150 memory frames (filled with random entries of the
-right shape), each classification variant is measured alternately with the plain tracker
-(A, B, B, A, ...) and the median of the paired ratios printed, then each tracker's growth
-relative to the bank of 2. Every timed call reads the bank (frame index past the warm-up) and
-writes nothing, so the bank size stays fixed.
+Prints, per bank: each contestant's median seconds with min / IQR / max; the paired ratios of this
+run (each contestant against the first, and ours against the original); then the growth of each
+contestant's median with the bank. The original's figures recorded on other machines are printed
+last, labelled as such and never divided by.
 
-    python benchmarks/bench_tracker.py [--threads 2] [--frames 4] [--banks 2 50 150]
+    python benchmarks/bench_tracker.py                                   # fp32 vs bf16, banks 2 50 100 150
+    python benchmarks/bench_tracker.py --original /work/original-hiptrack --banks 2 150
+    python benchmarks/bench_tracker.py --variants plain cls cls+pred --precision fp32
+    python benchmarks/bench_tracker.py --config hiptrack_tiny --banks 2 --frames 1   # smoke run
 """
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from bench_cls_overhead import paired_ratio
-from bench_model import fill_memory
+from bench_common import (OriginalProcess, Samples, alternate, fill_memory, like_for_like_warning,
+                          original_dir_problem, paired_ratio, print_recorded, print_rows)
 from lib.config.hiptrack import load_config, resolve_experiment_config
 from lib.models import build_model
 from lib.test.tracker import HIPTrackCLSTracker, HIPTrackTracker
 
-INIT_BOX = [280.0, 200.0, 80.0, 60.0]
+INIT_BOX = [280.0, 200.0, 80.0, 60.0]  # the same in original_worker.py
+VARIANTS = ("plain", "cls", "cls+pred")
 
 
 class TimedFrame:
     """One ``track()`` call on a fixed frame with a bank of fixed size; returns its seconds."""
 
-    def __init__(self, tracker: HIPTrackTracker, image: np.ndarray, bank: int):
+    def __init__(self, tracker: HIPTrackTracker, image: np.ndarray, bank: int) -> None:
         self.tracker, self.image = tracker, image
         cfg = tracker.cfg
         tracker.initialize(image, {"init_bbox": INIT_BOX})
@@ -56,50 +67,116 @@ class TimedFrame:
         return time.perf_counter() - start
 
 
-def build_trackers(max_mem: int) -> dict[str, HIPTrackTracker]:
-    """Plain and classification trackers on the ViT-B configs, with the same random weights."""
-    opts = ["MODEL.PRETRAIN_FILE=", f"MODEL.MAX_MEM={max_mem}"]
-    cls_cfg = load_config(resolve_experiment_config("hiptrack_cls"), opts=opts)
-    plain_cfg = load_config(resolve_experiment_config("hiptrack"), opts=opts)
+def build_trackers(args: argparse.Namespace) -> dict[str, HIPTrackTracker]:
+    """``"<variant> <precision>"`` -> tracker; all variants share one set of random weights."""
+    opts = ["MODEL.PRETRAIN_FILE=", f"MODEL.MAX_MEM={max(args.banks)}", *args.opts]
+    plain_cfg = load_config(resolve_experiment_config(args.config), opts=[*opts, "MODEL.CLS_HEAD.ENABLED=False"])
     torch.manual_seed(0)
-    cls_net = build_model(cls_cfg, training=False)
     plain_net = build_model(plain_cfg, training=False)
-    plain_net.load_state_dict({k: v for k, v in cls_net.state_dict().items() if not k.startswith("cls_head.")})
-    return {
-        "plain": HIPTrackTracker(plain_net, plain_cfg),
-        "cls": HIPTrackCLSTracker(cls_net, cls_cfg, predict_challenges=False),
-        "cls+pred": HIPTrackCLSTracker(cls_net, cls_cfg, predict_challenges=True),  # same network
+    cls_net, cls_cfg = None, None
+    if {"cls", "cls+pred"} & set(args.variants):
+        cls_cfg = load_config(resolve_experiment_config(args.cls_config), opts=opts)
+        torch.manual_seed(0)
+        cls_net = build_model(cls_cfg, training=False)
+        plain_net.load_state_dict({k: v for k, v in cls_net.state_dict().items() if not k.startswith("cls_head.")})
+    makers: dict[str, Callable[[str], HIPTrackTracker]] = {
+        "plain": lambda p: HIPTrackTracker(plain_net, plain_cfg, precision=p),
+        "cls": lambda p: HIPTrackCLSTracker(cls_net, cls_cfg, predict_challenges=False, precision=p),
+        "cls+pred": lambda p: HIPTrackCLSTracker(cls_net, cls_cfg, predict_challenges=True, precision=p),
     }
+    return {f"{v} {p}": makers[v](p) for v in args.variants for p in args.precision}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--frames", type=int, default=4, help="paired timed frames per setting")
-    parser.add_argument("--banks", type=int, nargs="+", default=[2, 50, 150], help="memory bank sizes")
-    args = parser.parse_args()
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="hiptrack_got",
+                        help="config of the plain tracker: experiment name or YAML path (default hiptrack_got)")
+    parser.add_argument("--cls-config", default="hiptrack_cls",
+                        help="config of the cls variants (default hiptrack_cls)")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=["plain"],
+                        help="our trackers to time (default plain)")
+    parser.add_argument("--precision", nargs="+", choices=("fp32", "bf16"), default=["fp32", "bf16"],
+                        help="TEST.PRECISION of our trackers (default fp32 bf16)")
+    parser.add_argument("--banks", type=int, nargs="+", default=[2, 50, 100, 150],
+                        help="memory bank sizes in frames (default 2 50 100 150)")
+    parser.add_argument("--frames", type=int, default=5, help="timed rounds per bank, after one warm-up (default 5)")
+    parser.add_argument("--frame-size", default="640x480", help="WIDTHxHEIGHT of the frame (default 640x480)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads, also of the original (default 2)")
+    parser.add_argument("--original", type=Path, default=None,
+                        help="a checkout of the original HIPTrack (github WenRuiCai/HIPTrack): time its tracker too")
+    parser.add_argument("--original-config", default="hiptrack_got",
+                        help="the original's experiment YAML name (default hiptrack_got)")
+    parser.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for ours")
+    parser.add_argument("--verbose", action="store_true", help="print every timed call")
+    args = parser.parse_args(argv)
+    if min(args.banks) < 1 or args.frames < 1:
+        parser.error("--banks and --frames must be >= 1")
+    if problem := original_dir_problem(args.original):
+        parser.error(problem)
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    trackers = build_trackers(max(args.banks))
-    image = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
-    cfg = trackers["plain"].cfg
-    print(f"ViT-B trackers (hiptrack / hiptrack_cls, random weights): search {cfg.TEST.SEARCH_SIZE}, "
-          f"threads {args.threads}, {args.frames} paired frames per setting")
-    medians: dict[tuple[str, int], list[float]] = {}
-    for bank in args.banks:
-        for name in ("cls", "cls+pred"):
-            variant = TimedFrame(trackers[name], image, bank)
-            plain = TimedFrame(trackers["plain"], image, bank)
-            a, b, ratio = paired_ratio(variant, plain, args.frames)
-            medians.setdefault((name, bank), []).append(a)
-            medians.setdefault(("plain", bank), []).append(b)
-            print(f"bank {bank:4d}: {name:8s} {a:.3f} s, plain {b:.3f} s, paired ratio {ratio:.3f}")
-    print("growth with the memory bank (median s per frame, ratio to the bank of "
-          f"{args.banks[0]}):")
-    for name in ("plain", "cls", "cls+pred"):
-        base = statistics.median(medians[name, args.banks[0]])
-        parts = [f"{bank}: {statistics.median(medians[name, bank]):.3f} s "
-                 f"({statistics.median(medians[name, bank]) / base:.2f}x)" for bank in args.banks]
-        print(f"  {name:8s} " + ", ".join(parts))
+    width, height = (int(v) for v in args.frame_size.lower().split("x"))
+    image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    trackers = build_trackers(args)
+    cfg = next(iter(trackers.values())).cfg
+    print(f"tracker.track() on a {width}x{height} frame: config {args.config} ({cfg.MODEL.BACKBONE.TYPE}, search "
+          f"{cfg.TEST.SEARCH_SIZE}, template {cfg.TEST.TEMPLATE_SIZE}), random weights, threads {args.threads}, "
+          f"{args.frames} rounds per bank after 1 warm-up; each bf16 frame in its own autocast block as the tracker")
+    original = OriginalProcess(args.original.resolve(), args.original_config, args.threads) if args.original else None
+    if original is not None:
+        print(f"original: {args.original} ({args.original_config}.yaml), fp32, in a worker process")
+        if warning := like_for_like_warning(cfg, args.original.resolve(), args.original_config):
+            print(f"WARNING: {warning}")
+    log = print if args.verbose else None
+    medians: dict[str, dict[int, float]] = {}
+    try:
+        for bank in args.banks:
+            contestants: dict[str, Callable[[], float]] = {
+                f"ours {name}": TimedFrame(tracker, image, bank) for name, tracker in trackers.items()}
+            if original is not None:
+                original.set_bank(bank)
+                contestants["original fp32"] = original.frame
+            samples = alternate(contestants, args.frames, log=log)
+            report_bank(bank, list(samples.values()))
+            for name, s in samples.items():
+                medians.setdefault(name, {})[bank] = s.median
+    finally:
+        if original is not None:
+            original.close()
+    report_growth(medians, args.banks)
+    print()
+    print_recorded("tracker")
+
+
+def report_bank(bank: int, samples: list[Samples]) -> None:
+    """Absolute times of one bank size and the ratios measured in this run."""
+    print()
+    print_rows(f"bank of {bank} frames, seconds per track():", samples)
+    ours = [s for s in samples if s.name.startswith("ours")]
+    originals = [s for s in samples if s.name.startswith("original")]
+    lines = [paired_ratio(s, ours[0]) for s in ours[1:]]
+    lines += [paired_ratio(s, o) for o in originals for s in ours]
+    if lines:
+        print("  ratios measured in this run:")
+        for line in lines:
+            print(f"    {line}")
+
+
+def report_growth(medians: dict[str, dict[int, float]], banks: list[int]) -> None:
+    """Each contestant's median per bank and its ratio to the first bank (all from this run)."""
+    if len(banks) < 2:
+        return
+    print(f"\ngrowth with the memory bank (median s per frame; x = ratio to the bank of {banks[0]}, this run):")
+    width = max(len(n) for n in medians)
+    for name, by_bank in medians.items():
+        base = by_bank[banks[0]]
+        print(f"  {name:{width}s} " + ", ".join(f"{b}: {by_bank[b]:.3f} s ({by_bank[b] / base:.2f}x)" for b in banks))
 
 
 if __name__ == "__main__":

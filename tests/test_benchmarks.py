@@ -1,0 +1,143 @@
+"""The speed scripts in benchmarks/ run as scripts: --help of each, smoke runs on tiny configs.
+
+No timing is asserted (speed figures live in the scripts' output only); the smoke runs check that
+each script measures what it says and prints absolute times, in-run ratios and the recorded
+figures labelled as such.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import make_tiny_cfg
+from lib.config.hiptrack import load_config, resolve_experiment_config
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+# script -> words its help must contain (what it measures; kept in step with docs/benchmarks.md)
+HELP_WORDS = {
+    "bench_model.py": ("COMPONENT", "bench_tracker.py"),
+    "bench_tracker.py": ("tracker.track()", "--original", "--banks", "bf16"),
+    "bench_train_step.py": ("Trainer.train_epoch", "--keep", "--epoch", "clipping", "--original"),
+    "bench_train_loop.py": ("samples per second", "--opts", "data", "backward", "optimizer"),
+    "bench_cls_overhead.py": ("stand-in",),
+    "bench_data.py": ("--part",),
+    "original_worker.py": ("--original",),
+}
+
+
+def run_script(name: str, *args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``benchmarks/<name>`` from ``cwd`` (the scripts work from any directory)."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run([sys.executable, str(BENCHMARKS / name), *args], check=False, cwd=cwd, env=env,
+                            capture_output=True, text=True, timeout=600)
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.mark.parametrize("name", sorted(HELP_WORDS))
+def test_help(name, tmp_path):
+    out = run_script(name, "--help", cwd=tmp_path).stdout
+    assert out.startswith("usage:")
+    assert "--threads" in out
+    for word in HELP_WORDS[name]:
+        assert word.lower() in out.lower(), word
+
+
+def test_tracker_smoke(tmp_path):
+    out = run_script("bench_tracker.py", "--config", "hiptrack_tiny", "--banks", "2", "3", "--frames", "1",
+                     cwd=tmp_path).stdout
+    assert "tracker.track() on a 640x480 frame" in out
+    for bank in (2, 3):
+        assert f"bank of {bank} frames, seconds per track():" in out
+    assert "ours plain fp32" in out and "ours plain bf16" in out
+    assert "ours plain bf16 / ours plain fp32:" in out
+    assert "growth with the memory bank" in out
+    assert "recorded elsewhere, not a ratio" in out
+    assert "0.557 s" in out.split("recorded elsewhere, not a ratio")[1]  # only in the labelled block
+
+
+def test_tracker_rejects_a_folder_that_is_not_hiptrack(tmp_path):
+    result = run_script("bench_tracker.py", "--original", str(tmp_path), cwd=tmp_path, check=False)
+    assert result.returncode == 2
+    assert "not a HIPTrack checkout" in result.stderr
+
+
+def test_train_step_smoke(tmp_path):
+    out = run_script("bench_train_step.py", "--config", "hiptrack_tiny", "--steps", "1", cwd=tmp_path).stdout
+    assert "CE keep rate 0.700" in out  # the default --keep, reached at the default epoch
+    assert "grad clip" in out
+    assert "fp32  median" in out and "amp   median" in out
+    assert "amp / fp32:" in out
+    assert "recorded elsewhere, not a ratio" in out
+
+
+def test_train_step_at_epoch_one_keeps_everything(tmp_path):
+    """A stated epoch before the CE schedule starts: keep rate 1.0, printed as such."""
+    out = run_script("bench_train_step.py", "--config", "hiptrack_tiny", "--steps", "1", "--precision", "fp32",
+                     "--epoch", "1", "--opts", "TRAIN.CE_START_EPOCH=5", cwd=tmp_path).stdout
+    assert "epoch 1, CE keep rate 1.000" in out
+
+
+def test_train_loop_smoke(tmp_path):
+    out = run_script("bench_train_loop.py", "--sequences", "3", "--frames", "24", "--samples", "4", "--rounds", "1",
+                     "--opts", "--opts", "TRAIN.BATCH_SIZE=2", cwd=tmp_path).stdout
+    assert "A: hiptrack_cls_quickstart (as is)" in out
+    assert "B: hiptrack_cls_quickstart TRAIN.BATCH_SIZE=2" in out
+    assert "samples/s" in out
+    assert "time: data" in out and "forward" in out and "backward" in out and "optimizer" in out
+    assert "B samples/s / A samples/s:" in out
+
+
+def test_model_component_smoke(tmp_path):
+    out = run_script("bench_model.py", "--config", "hiptrack_tiny", "--frames", "1", cwd=tmp_path).stdout
+    assert "COMPONENT timing" in out
+    assert "beyond the first frame 0," in out and "beyond the memory writes 0 " in out
+    assert "network bf16 / network fp32:" in out
+
+
+@pytest.fixture
+def common(monkeypatch):
+    """benchmarks/bench_common.py as a module (registered: its dataclasses look their module up)."""
+    spec = importlib.util.spec_from_file_location("bench_common", BENCHMARKS / "bench_common.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_common", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_alternation_rotates_and_ratios_pair_rounds(common):
+    """Each round starts with the next contestant; ratios pair the same rounds; summaries show the spread."""
+    order: list[str] = []
+    times = {"a": iter([9.0, 1.0, 2.0, 3.0, 4.0]), "b": iter([9.0, 2.0, 4.0, 6.0, 8.0])}
+
+    def contestant(name):
+        def call():
+            order.append(name)
+            return next(times[name])
+        return call
+
+    samples = common.alternate({"a": contestant("a"), "b": contestant("b")}, rounds=4)
+    assert order == ["a", "b", "a", "b", "b", "a", "a", "b", "b", "a"]  # warm-up, then a-first / b-first rounds
+    assert samples["a"].seconds == [1.0, 2.0, 3.0, 4.0]  # the warm-up is not kept
+    assert common.paired_ratio(samples["b"], samples["a"]).startswith("b / a: 2.00x (median of 4 paired rounds")
+    assert samples["a"].summary() == "median 2.500 s (min 1.000, IQR 1.750-3.250, max 4.000; n 4)"
+
+
+def test_like_for_like_warning_names_the_differences(common, tmp_path):
+    yaml_dir = tmp_path / "experiments" / "hiptrack"
+    yaml_dir.mkdir(parents=True)
+    (yaml_dir / "orig.yaml").write_text(
+        "DATA:\n  SEARCH:\n    SIZE: 384\n  TEMPLATE:\n    SIZE: 192\n"
+        "MODEL:\n  BACKBONE:\n    TYPE: vit_base_patch16_224_ce\n    CE_KEEP_RATIO: [0.7, 0.7, 0.7]\n")
+    warning = common.like_for_like_warning(make_tiny_cfg(), tmp_path, "orig")
+    for difference in ("backbone vit_tiny_test_ce vs vit_base_patch16_224_ce", "search size 128 vs 384",
+                       "template size 64 vs 192", "CE keep ratio [0.7, 0.7] vs [0.7, 0.7, 0.7]"):
+        assert difference in warning
+    vit_b = load_config(resolve_experiment_config("hiptrack_got"))
+    assert common.like_for_like_warning(vit_b, tmp_path, "orig") is None
