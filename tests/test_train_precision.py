@@ -1,5 +1,5 @@
 """Training precision: TRAIN.AMP forces mixed precision, TRAIN.AMP_AUTO turns it on only where it is fast
-(CUDA, or a CPU with native bf16 kernels), fp32 elsewhere; the quick start asks for it."""
+(CUDA, or a CPU with native bf16 kernels), fp32 elsewhere."""
 from __future__ import annotations
 
 import logging
@@ -45,11 +45,6 @@ def test_amp_auto_is_a_typed_bool_and_off_by_default():
     assert load_config(resolve_experiment_config("hiptrack_cls_tiny"), opts=["TRAIN.AMP_AUTO=True"]).TRAIN.AMP_AUTO
     with pytest.raises(ConfigError, match="TRAIN.AMP_AUTO"):
         load_config(resolve_experiment_config("hiptrack_cls_tiny"), opts=["TRAIN.AMP_AUTO=sometimes"])
-
-
-def test_the_quick_start_uses_mixed_precision_where_it_is_fast():
-    cfg = load_config(resolve_experiment_config("hiptrack_cls_quickstart"))
-    assert cfg.TRAIN.AMP_AUTO is True and cfg.TRAIN.AMP is False
 
 
 def one_batch(cfg) -> dict:
