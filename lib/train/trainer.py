@@ -76,6 +76,14 @@ def cpu_has_fast_bf16() -> bool:
         return False
 
 
+def resolve_amp(amp: bool, amp_auto: bool, device: torch.device) -> bool:
+    """Whether a run trains in mixed precision: always with ``TRAIN.AMP``; with ``TRAIN.AMP_AUTO``
+    where it is fast (CUDA, or a CPU with native bf16 kernels: :func:`cpu_has_fast_bf16`)."""
+    if amp:
+        return True
+    return bool(amp_auto) and (device.type == "cuda" or (device.type == "cpu" and cpu_has_fast_bf16()))
+
+
 class NonFiniteLossError(RuntimeError):
     """Too many consecutive training steps with a NaN / inf loss or gradient norm."""
 
@@ -139,7 +147,7 @@ class Trainer:
         self.scheduler = None
         self.nonfinite_in_a_row = 0
         self.nonfinite_total = 0
-        self.use_amp = bool(cfg.TRAIN.AMP)
+        self.use_amp = resolve_amp(cfg.TRAIN.AMP, cfg.TRAIN.AMP_AUTO, device)
         # fp16 needs loss scaling; CPU autocast uses bf16, which does not
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and device.type == "cuda")
         self.writers: dict = {}  # opened by fit: building a trainer (and resuming) writes nothing
@@ -147,6 +155,13 @@ class Trainer:
             logger.warning("TRAIN.AMP on a CPU without bf16 instructions (AVX512-BF16 / AMX): bf16 convolutions and "
                            "matrix products fall back to slow kernels, so training is several times slower than "
                            "fp32; set TRAIN.AMP False")
+        if dist_info.is_main:
+            how = "fp32"
+            if self.use_amp:
+                how = "fp16 autocast + loss scaling" if device.type == "cuda" else "bf16 autocast"
+            why = "TRAIN.AMP" if cfg.TRAIN.AMP else "TRAIN.AMP_AUTO" if cfg.TRAIN.AMP_AUTO else "TRAIN.AMP False"
+            logger.info("training precision: %s (%s, %s%s)", how, why, device.type,
+                        f", native bf16: {'yes' if cpu_has_fast_bf16() else 'no'}" if device.type == "cpu" else "")
 
     # ------------------------------------------------------------------ setup
     def _tensorboard_writers(self) -> dict:

@@ -121,6 +121,8 @@ _TRAIN = {
     "VAL_EPOCH_INTERVAL": Key(20, "run validation every this many epochs"),
     "GRAD_CLIP_NORM": Key(0.1, "max gradient norm for clipping; 0 disables clipping"),
     "AMP": Key(False, "mixed-precision training: fp16 autocast + GradScaler on CUDA, bf16 autocast on CPU"),
+    "AMP_AUTO": Key(False, "with AMP False: mixed precision only where it is fast (CUDA, or a CPU with native bf16 "
+                           "kernels: AVX512-BF16 / AMX), fp32 elsewhere"),
     "CE_START_EPOCH": Key(20, "epoch at which the candidate-elimination keep ratio starts to decrease"),
     "CE_WARM_EPOCH": Key(80, "epochs over which the keep ratio decreases from 1 to CE_KEEP_RATIO"),
     "DROP_PATH_RATE": Key(0.1, "stochastic depth rate of the ViT backbone (training only)"),
