@@ -45,7 +45,8 @@ from lib.config.hiptrack import load_config, resolve_experiment_config
 from lib.models import build_model
 from lib.train.actors.hiptrack_cls import HIPTrackActor
 from lib.train.trainable import training_stage
-from lib.train.trainer import Trainer, cpu_has_fast_bf16
+from lib.train.trainer import Trainer
+from lib.utils.precision import cpu_has_fast_bf16
 from lib.utils.runs import RunPaths
 
 REGIME_OPTS = {"frozen": ["TRAIN.TWO_STAGE=False", "TRAIN.FREEZE_BACKBONE=True"], "config": []}

@@ -27,6 +27,7 @@ from lib.train.trainable import enter_train_mode, set_trainable, stage_first_epo
 from lib.train.metrics import EpochMetrics
 from lib.utils.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from lib.utils.records import append_jsonl
+from lib.utils.precision import cpu_has_fast_bf16
 from lib.utils.runs import RunPaths, drop_metrics_after, epoch_checkpoints
 
 logger = logging.getLogger(__name__)
@@ -66,14 +67,6 @@ def set_rng_state(state: dict) -> None:
                          np_state["has_gauss"], np_state["gauss"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def cpu_has_fast_bf16() -> bool:
-    """Whether oneDNN has native bf16 kernels on this CPU (else bf16 autocast is slower than fp32)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def resolve_amp(amp: bool, amp_auto: bool, device: torch.device) -> bool:
