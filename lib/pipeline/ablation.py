@@ -50,6 +50,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -59,8 +60,8 @@ from lib.config.hiptrack import config_from_dict, load_config, resolve_experimen
 from lib.config.node import CfgNode
 from lib.test import run as test_entry
 from lib.test.analysis import evaluate_results, plot_per_challenge, plot_success
-from lib.test.analysis.ablation_report import (compare_to_own_model, compare_to_reference, format_ablation,
-                                               format_seeds_report, format_summary, seed_summary)
+from lib.test.analysis.ablation_report import (SeedComparisons, compare_seeds, format_ablation, format_seeds_report,
+                                               format_summary, seed_summary)
 from lib.test.analysis.challenges import (challenge_accuracy, challenge_labels, challenge_multi_hot, choose_smoothing,
                                           multilabel_scores, read_predictions, smoothed_accuracy)
 from lib.test.analysis.policy_activity import policy_activity
@@ -337,6 +338,13 @@ class AblationResult:
     def variants(self) -> dict[str, VariantResult]:
         """The first seed's results (the whole result when one seed ran)."""
         return next(iter(self.runs.values()))
+
+    @cached_property
+    def comparisons(self) -> SeedComparisons:
+        """The bootstrap comparisons to the baseline and of the test-time variants to their model, computed
+        once for the report, ablation.json and the plots."""
+        models = {n: VARIANTS[n].model for n in self.variants if n in VARIANTS and VARIANTS[n].model}
+        return compare_seeds(self.runs, models=models)
 
 
 def select_variants(names: Sequence[str] | None) -> list[Variant]:
@@ -676,20 +684,22 @@ def _interval_record(ci) -> dict:
             "sequences": ci.sequences, "seeds": ci.seeds}
 
 
+def _comparison_record(comparison: dict) -> dict:
+    return {part: {k: _interval_record(ci) for k, ci in comparison[part].items()} for part in ("overall", "per_challenge")}
+
+
 def write_json(result: AblationResult, path: Path) -> Path:
     """``{"settings", "runs": {seed: {name: VariantResult fields}}, "summary": {name: {metric: {mean, std,
     seeds}}}, "comparisons": {name: {"overall": {metric: interval}, "per_challenge": {class: interval}}},
-    "own_model_comparisons": {test-time variant: {"model", "overall", "per_challenge"}}, "plots"}`` written atomically; each run's ``scores.per_sequence`` holds the per-sequence scores."""
-    comparisons = compare_to_reference(result.runs)
-    own = compare_to_own_model(result.runs, _models_of(result))
+    "own_model_comparisons": {test-time variant: {"model", "overall", "per_challenge"}}, "plots"}`` written
+    atomically; each run's ``scores.per_sequence`` holds the per-sequence scores."""
+    comparisons = result.comparisons
     data = {"settings": result.settings,
             "runs": {str(seed): {n: asdict(v) for n, v in run.items()} for seed, run in result.runs.items()},
             "summary": {n: {m: asdict(s) for m, s in spread.items()} for n, spread in seed_summary(result.runs).items()},
-            "comparisons": {n: {part: {k: _interval_record(ci) for k, ci in c[part].items()}
-                                for part in ("overall", "per_challenge")} for n, c in comparisons.items()},
-            "own_model_comparisons": {n: {"model": _models_of(result)[n],
-                                          **{part: {k: _interval_record(ci) for k, ci in c[part].items()}
-                                             for part in ("overall", "per_challenge")}} for n, c in own.items()},
+            "comparisons": {n: _comparison_record(c) for n, c in comparisons.to_reference.items()},
+            "own_model_comparisons": {n: {"model": comparisons.models[n], **_comparison_record(c)}
+                                      for n, c in comparisons.to_own_model.items()},
             "plots": [str(p) for p in result.plots]}
     return atomic_write_text(path, json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
 
@@ -722,21 +732,16 @@ def write_plots(result: AblationResult, plot_dir: Path) -> list[Path]:
     per_challenge = plot_per_challenge(scores, plot_dir / "per_challenge_ao.png",
                                        title=f"AO per challenge: {dataset}{seeds}", errors=errors)
     intervals = {n: {"overall AO": c["overall"]["ao"], **c["per_challenge"]}
-                 for n, c in compare_to_reference(result.runs, replicates=2000).items()}
+                 for n, c in result.comparisons.to_reference.items()}
     differences = plot_differences(intervals, plot_dir / "differences.png")
     return written + [p for p in (per_challenge, differences) if p is not None]
-
-
-def _models_of(result: AblationResult) -> dict[str, str]:
-    """``{test-time variant: the variant whose checkpoint it runs}`` of the variants that ran."""
-    return {n: VARIANTS[n].model for n in result.variants if n in VARIANTS and VARIANTS[n].model}
 
 
 def report_lines(result: AblationResult) -> list[str]:
     """What the ablation and quick-start CLIs print: the tables (one seed in detail, then every seed
     with intervals), the summary and the files written."""
     lines = [format_ablation(result.variants), "", *format_summary(result.variants), ""] if len(result.runs) == 1 else []
-    return [*lines, *format_seeds_report(result.runs, models=_models_of(result)), "",
+    return [*lines, *format_seeds_report(result.runs, comparisons=result.comparisons), "",
             *(f"wrote {path}" for path in [*result.plots, result.json_path])]
 
 

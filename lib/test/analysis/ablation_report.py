@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -134,25 +135,30 @@ def seed_summary(runs: Mapping[int, Mapping[str, VariantRow]]) -> dict[str, dict
     return out
 
 
-def compare_to_reference(runs: Mapping[int, Mapping[str, VariantRow]], reference: str = "baseline",
-                         replicates: int = DEFAULT_REPLICATES) -> dict[str, dict]:
-    """``{variant: {"overall": {metric: DifferenceInterval}, "per_challenge": {class: DifferenceInterval}}}``:
-    each variant minus ``reference`` with a paired bootstrap interval over test sequences (seeds paired);
-    per challenge for AO. Empty when the reference did not run."""
+def compare_pairs(runs: Mapping[int, Mapping[str, VariantRow]], pairs: Mapping[str, str],
+                  replicates: int = DEFAULT_REPLICATES) -> dict[str, dict]:
+    """``{variant: {"overall": {metric: DifferenceInterval}, "per_challenge": {class: DifferenceInterval}}}``
+    for each ``variant: reference`` of ``pairs`` that both ran: variant minus reference with a paired
+    bootstrap interval over test sequences (seeds paired); per challenge for AO."""
     seeds = list(runs)
-    if reference not in runs[seeds[0]]:
-        return {}
-    base = [runs[s][reference].scores for s in seeds]
-    classes = [c for c in CLASS_NAMES if c in base[0].get("per_challenge", {})]
+    ran = runs[seeds[0]]
     out = {}
-    for name in runs[seeds[0]]:
-        if name == reference:
+    for name, reference in pairs.items():
+        if name not in ran or reference not in ran:
             continue
         scores = [runs[s][name].scores for s in seeds]
+        base = [runs[s][reference].scores for s in seeds]
+        classes = [c for c in CLASS_NAMES if c in base[0].get("per_challenge", {})]
         out[name] = {"overall": {m: compare_scores(scores, base, m, replicates=replicates) for m in DIFFERENCE_METRICS},
                      "per_challenge": {c: compare_scores(scores, base, "ao", c, replicates=replicates)
                                        for c in classes}}
     return out
+
+
+def compare_to_reference(runs: Mapping[int, Mapping[str, VariantRow]], reference: str = "baseline",
+                         replicates: int = DEFAULT_REPLICATES) -> dict[str, dict]:
+    """Every other variant minus ``reference`` (:func:`compare_pairs`); empty when the reference did not run."""
+    return compare_pairs(runs, {n: reference for n in next(iter(runs.values())) if n != reference}, replicates)
 
 
 def _mean_std(spread: SeedSpread, fmt: str = ".3f") -> str:
@@ -205,20 +211,27 @@ def format_difference_table(comparisons: Mapping[str, Mapping], reference: str =
 
 def compare_to_own_model(runs: Mapping[int, Mapping[str, VariantRow]], models: Mapping[str, str],
                          replicates: int = DEFAULT_REPLICATES) -> dict[str, dict]:
-    """Each test-time variant minus the variant whose checkpoint it runs (``models``: ``{variant: model}``),
-    in :func:`compare_to_reference`'s form: the effect of the policy alone, training noise cancelled."""
-    seeds = list(runs)
-    out = {}
-    for name, model in models.items():
-        if name not in runs[seeds[0]] or model not in runs[seeds[0]]:
-            continue
-        scores = [runs[s][name].scores for s in seeds]
-        base = [runs[s][model].scores for s in seeds]
-        classes = [c for c in CLASS_NAMES if c in base[0].get("per_challenge", {})]
-        out[name] = {"overall": {m: compare_scores(scores, base, m, replicates=replicates) for m in DIFFERENCE_METRICS},
-                     "per_challenge": {c: compare_scores(scores, base, "ao", c, replicates=replicates)
-                                       for c in classes}}
-    return out
+    """Each test-time variant minus the variant whose checkpoint it runs (``models``: ``{variant: model}``,
+    :func:`compare_pairs`): the effect of the policy alone, training noise cancelled."""
+    return compare_pairs(runs, models, replicates)
+
+
+@dataclass(frozen=True)
+class SeedComparisons:
+    """The bootstrap comparisons of a multi-seed ablation, computed once for its report, JSON and plots."""
+    reference: str
+    replicates: int
+    to_reference: dict[str, dict]   # compare_to_reference
+    to_own_model: dict[str, dict]   # compare_to_own_model
+    models: dict[str, str]          # {test-time variant: the variant whose checkpoint it runs}
+
+
+def compare_seeds(runs: Mapping[int, Mapping[str, VariantRow]], reference: str = "baseline",
+                  models: Mapping[str, str] | None = None, replicates: int = DEFAULT_REPLICATES) -> SeedComparisons:
+    """Both comparison sets of an ablation's runs."""
+    models = dict(models or {})
+    return SeedComparisons(reference, replicates, compare_to_reference(runs, reference, replicates),
+                           compare_to_own_model(runs, models, replicates), models)
 
 
 def format_challenge_differences(comparisons: Mapping[str, Mapping]) -> str:
@@ -253,34 +266,37 @@ def format_policy_activity(runs: Mapping[int, Mapping[str, object]]) -> str:
 
 
 def format_seeds_report(runs: Mapping[int, Mapping[str, VariantRow]], reference: str = "baseline",
-                        replicates: int = DEFAULT_REPLICATES, models: Mapping[str, str] | None = None) -> list[str]:
+                        replicates: int = DEFAULT_REPLICATES, models: Mapping[str, str] | None = None,
+                        comparisons: SeedComparisons | None = None) -> list[str]:
     """The multi-seed tables as printed by the scripts: summary over seeds, differences to the reference
     with paired-bootstrap intervals (overall with ΔAO per seed, and per challenge), and the test-time
-    variants against their own checkpoint's variant (``models``: ``{variant: model}``)."""
+    variants against their own checkpoint's variant (``models``: ``{variant: model}``). ``comparisons``
+    already computed (:func:`compare_seeds`) replace ``reference``, ``replicates`` and ``models``."""
     seeds = list(runs)
     first = next(iter(runs.values()))
     sequences = next(iter(first.values())).scores.get("sequences", 0)
     lines = [f"Over {len(seeds)} seed(s) ({', '.join(map(str, seeds))}): mean ± std (std needs 2+ seeds)",
              format_seed_table(seed_summary(runs))]
-    comparisons = compare_to_reference(runs, reference, replicates)
-    if comparisons:
-        seed_differences = {n: per_seed_differences(runs, n, reference) for n in comparisons}
+    comparisons = comparisons or compare_seeds(runs, reference, models, replicates)
+    reference, to_reference = comparisons.reference, comparisons.to_reference
+    if to_reference:
+        seed_differences = {n: per_seed_differences(runs, n, reference) for n in to_reference}
         lines += ["", f"Difference to {reference}: estimate [95% interval], paired bootstrap over {sequences} test "
-                      f"sequences (seeds paired, {replicates} replicates); * = the interval excludes 0",
-                  format_difference_table(comparisons, reference, seed_differences)]
+                      f"sequences (seeds paired, {comparisons.replicates} replicates); * = the interval excludes 0",
+                  format_difference_table(to_reference, reference, seed_differences)]
         if len(seeds) > 1:
             lines.append("The interval resamples test sequences with the seeds held fixed: a difference whose sign "
                          "changes between seeds is not an effect, whatever its interval.")
-        per_challenge = format_challenge_differences(comparisons)
+        per_challenge = format_challenge_differences(to_reference)
         if per_challenge:
             lines += ["", "Per challenge (AO difference; Sequences: test sequences with frames of the challenge)",
                       per_challenge]
-        own = compare_to_own_model(runs, models or {}, replicates)
+        own = comparisons.to_own_model
         if own:
             lines += ["", "Test-time variants against the checkpoint they run on (the policy's own effect; "
                           "same intervals)",
                       format_difference_table(own, seed_differences={
-                          n: per_seed_differences(runs, n, models[n]) for n in own})]
+                          n: per_seed_differences(runs, n, comparisons.models[n]) for n in own})]
         activity = format_policy_activity(runs)
         if activity:
             lines += ["", "Share of frames on which the policy acted (mean over seeds)", activity]
