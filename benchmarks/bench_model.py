@@ -4,7 +4,8 @@ Prints the parameter counts of the ViT-B HIPTrack (``--config``), the template w
 frame (patch embeddings of the template and memory-encoder runs beyond the memory writes: both 0,
 the constant template is encoded once per video), and the seconds of ``network.track()`` on
 ready-made normalised search crops, with the bank nearly empty (2 frames) and full (``MAX_MEM``),
-fp32 and bf16 (one autocast block per frame, as the tracker), timed alternately. It leaves out
+fp32 and bf16 (as the tracker: a copy with conv / linear weights cast once, one autocast block per
+frame), timed alternately. It leaves out
 cropping, normalisation and box decoding: for the per-frame time users get, and for any comparison
 with the original, use ``bench_tracker.py`` (``tracker.track()`` on full frames); for the training
 step, ``bench_train_step.py``. The bf16 / fp32 box agreement of the timed frames is printed too
@@ -27,6 +28,7 @@ from lib.config.hiptrack import load_config, resolve_experiment_config
 from lib.models.hiptrack.hiptrack import build_hiptrack
 from lib.models.hiptrack.vit_ce import template_ce_mask
 from lib.utils.box_ops import box_cxcywh_to_xyxy
+from lib.utils.precision import autocast_weight_copy
 
 
 def count_params(model: torch.nn.Module) -> dict[str, int]:
@@ -59,7 +61,8 @@ class NetworkFrame:
     """``network.track()`` of one ready search crop with a bank of fixed size: seconds per call."""
 
     def __init__(self, model, cfg, precision: str, bank: int) -> None:
-        self.model, self.precision = model, precision
+        self.precision = precision
+        self.model = model = autocast_weight_copy(model) if precision == "bf16" else model
         template, search, box = crops(cfg, cfg.TEST.WARMUP_FRAMES + 1)
         self.search = search[-1]
         with self._autocast(), torch.no_grad():
