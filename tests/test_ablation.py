@@ -11,7 +11,9 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -191,7 +193,7 @@ def settings_for(tmp_path: Path, data_dir: Path, **kwargs) -> AblationSettings:
 def recorded_runs(monkeypatch):
     """Replace the child processes by a record of their command lines."""
     calls = []
-    monkeypatch.setattr(ablation, "_run", lambda cmd, what, log_file: calls.append((what, cmd)) or 12.0)
+    monkeypatch.setattr(ablation, "_run", lambda cmd, what, log_file, env=None: calls.append((what, cmd)) or 12.0)
     return calls
 
 
@@ -237,6 +239,79 @@ def test_interrupted_training_continues_and_stale_results_go(tmp_path, data_dir,
     cmd = recorded_runs[0][1]
     assert cmd[cmd.index("--resume") + 1] == str(earlier) and cmd.index("--resume") < cmd.index("--opts")
     assert not stale.exists()
+
+
+# ----------------------------------------------------------------------------- trainings at once
+
+def _configs(settings: AblationSettings, names: list[str]) -> tuple[list, dict]:
+    chosen = ablation.select_variants(names)
+    return chosen, {v.name: ablation.variant_config(settings, v) for v in chosen}
+
+
+def test_trainings_run_at_once_with_their_share_of_the_cores(tmp_path, data_dir, monkeypatch):
+    """Two at a time on 4 cores: each child is told 2 threads, and the two overlap (a barrier both must
+    reach would time out if they ran one after the other)."""
+    monkeypatch.setattr(ablation, "available_cores", lambda: 4)
+    both_running = threading.Barrier(2, timeout=20)
+    calls = []
+
+    def child(cmd, what, log_file, env=None):
+        calls.append((what, env["OMP_NUM_THREADS"], env["MKL_NUM_THREADS"]))
+        both_running.wait()
+        return 5.0
+
+    monkeypatch.setattr(ablation, "_run", child)
+    settings = settings_for(tmp_path, data_dir, seeds=(0, 1), jobs=2)
+    chosen, configs = _configs(settings, ["baseline", "multitask", "multitask+damping"])
+    done = ablation.train_variants(settings, chosen, configs)
+    assert done == {(0, "baseline"): (5.0, False), (0, "multitask"): (5.0, False), (1, "baseline"): (5.0, False),
+                    (1, "multitask"): (5.0, False)}  # the test-time variant trains nothing
+    assert sorted(calls) == sorted((f"{v} (seed {s}): training", "2", "2") for s in (0, 1)
+                                   for v in ("baseline", "multitask"))
+    record = json.loads((tmp_path / "seed1" / "multitask" / "train_time.json").read_text())
+    assert record == {"seconds": 5.0, "epoch": 3, "jobs": 2}
+    assert "seed 1: training" in (tmp_path / "seed1" / "multitask" / "ablation.log").read_text()
+
+
+def test_one_training_keeps_the_environment_and_its_label(tmp_path, data_dir, monkeypatch):
+    envs = []
+    monkeypatch.setattr(ablation, "_run", lambda cmd, what, log_file, env=None: envs.append((what, env)) or 1.0)
+    settings = settings_for(tmp_path, data_dir, jobs=1)
+    chosen, configs = _configs(settings, ["baseline"])
+    assert ablation.train_variants(settings, chosen, configs) == {(42, "baseline"): (1.0, False)}
+    assert envs == [("baseline: training", None)]  # torch's default threads (or the user's OMP_NUM_THREADS)
+
+
+def test_after_a_failed_training_no_other_starts(tmp_path, data_dir, monkeypatch):
+    started = []
+
+    def child(cmd, what, log_file, env=None):
+        started.append(what)
+        raise RuntimeError(f"{what} failed with exit code 1 (full output in {log_file})")
+
+    monkeypatch.setattr(ablation, "_run", child)
+    settings = settings_for(tmp_path, data_dir, seeds=(0, 1, 2), jobs=1)
+    chosen, configs = _configs(settings, ["baseline"])
+    with pytest.raises(RuntimeError, match=r"baseline \(seed 0\): training failed"):
+        ablation.train_variants(settings, chosen, configs)
+    assert started == ["baseline (seed 0): training"]
+
+
+def test_how_many_trainings_run_at_once(tmp_path, data_dir, monkeypatch):
+    monkeypatch.setattr(ablation, "available_cores", lambda: 2)
+    auto = settings_for(tmp_path, data_dir)
+    assert ablation.training_jobs(auto, pending=6) == 2 and ablation.training_jobs(auto, pending=1) == 1
+    assert ablation.training_jobs(auto, pending=0) == 1
+    assert ablation.training_jobs(replace(auto, device="cuda"), pending=6) == 1  # one GPU: one at a time
+    assert ablation.training_jobs(replace(auto, jobs=3), pending=6) == 3        # asked for: as asked
+    assert ablation.training_jobs(replace(auto, jobs=3), pending=2) == 2
+    assert ablation.child_threads(1) is None and ablation.child_threads(2) == 1 and ablation.child_threads(3) == 1
+
+
+def test_cli_refuses_negative_jobs(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        load_script(QUICKSTART_PY).main(["--save_dir", str(tmp_path), "--jobs", "-1"])
+    assert exit_info.value.code == 2 and "--jobs: must be >= 0, not -1" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- command-line errors
@@ -487,9 +562,21 @@ def test_plan_summary_counts_and_estimates(tmp_path, data_dir):
     assert text.startswith("plan: 3 seed(s) x (2 trainings of multitask 1200 samples, baseline 1200 samples "
                            "+ 3 test runs + 4 validation runs)") and "recorded elsewhere" in text
     (tmp_path / "seed0" / "baseline").mkdir(parents=True)
-    (tmp_path / "seed0" / "baseline" / "train_time.json").write_text('{"seconds": 600}')
+    (tmp_path / "seed0" / "baseline" / "train_time.json").write_text('{"seconds": 600}')  # before "jobs" was kept
+    one_at_a_time = replace(settings, jobs=1)
     assert "about 60 min of training at the pace of the 1 earlier training(s)" in ablation.plan_summary(
-        settings, chosen, configs)
+        one_at_a_time, chosen, configs)
+    # two at a time: 6 trainings take 3 rounds, timed only by trainings that also ran two at a time
+    two = replace(settings, jobs=2)
+    text = ablation.plan_summary(two, chosen, configs)
+    assert "6 trainings to run, 2 at a time" in text and "no earlier run here to time with 2" in text
+    (tmp_path / "seed0" / "baseline" / "train_time.json").write_text('{"seconds": 800, "jobs": 2}')
+    assert "about 40 min of training at the pace of the 1 earlier training(s)" in ablation.plan_summary(
+        two, chosen, configs)
+    checkpoint(replace(settings, out_dir=tmp_path / "seed0"), "baseline", 3)  # trained already: 5 to go
+    assert "about 40 min" in ablation.plan_summary(two, chosen, configs)
+    checkpoint(replace(settings, out_dir=tmp_path / "seed1"), "baseline", 3)  # 4 to go: 2 rounds
+    assert "about 27 min" in ablation.plan_summary(two, chosen, configs)
 
 
 def _per_sequence_scores(ao_by_sequence: dict[str, float], frames: int = 10) -> dict:

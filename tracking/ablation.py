@@ -23,8 +23,8 @@ import logging
 import sys
 from pathlib import Path
 
-from lib.pipeline.ablation import (DEFAULT_VARIANTS, INPUT_ERRORS, VARIANTS, AblationSettings, report_lines,
-                                   run_ablation)
+from lib.pipeline.ablation import (DEFAULT_VARIANTS, INPUT_ERRORS, VARIANTS, AblationSettings, add_jobs_argument,
+                                   report_lines, run_ablation)
 from lib.test.evaluation.results import TEST_DATASETS
 from lib.dataset.paths import add_path_arguments
 from lib.utils.cli import CliRun, add_debug_argument, parse_with_renamed_flags, renamed_flags_epilog, run_cli
@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--retrain", action="store_true", help="train even when the tested checkpoint exists")
     parser.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, every variant")
     add_path_arguments(parser)
+    add_jobs_argument(parser)
     add_debug_argument(parser)
     return parser
 
@@ -89,7 +90,7 @@ def settings_from_args(args: argparse.Namespace) -> AblationSettings:
         config=config, train_dataset_opts=train_opts, test_dataset=args.test_dataset,
         out_dir=args.save_dir.expanduser().absolute(),
         cls_ann_dir=args.cls_ann_dir.expanduser().absolute() if args.cls_ann_dir else None,
-        path_args=absolute_path_args(args), seed=args.seed, device=args.device, threads=args.threads,
+        path_args=absolute_path_args(args), seed=args.seed, device=args.device, threads=args.threads, jobs=args.jobs,
         opts=tuple(args.opts), epoch=args.epoch, retrain=args.retrain, seeds=tuple(args.seeds or ()),
         val_dataset=args.val_dataset)
 

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-from lib.pipeline.ablation import INPUT_ERRORS, VARIANTS, AblationSettings, report_lines, run_ablation
+from lib.pipeline.ablation import (INPUT_ERRORS, VARIANTS, AblationSettings, add_jobs_argument, report_lines,
+                                   run_ablation)
 from lib.synthetic import generate_dataset
 from lib.utils.atomic import atomic_write_text
 
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--retrain", action="store_true", help="train even when checkpoints exist")
     parser.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides for every variant (e.g. a smaller budget)")
+    add_jobs_argument(parser)
     add_debug_argument(parser)
     return parser
 
@@ -126,7 +128,8 @@ def settings_from_args(args: argparse.Namespace, retrain: bool) -> AblationSetti
         train_dataset_opts=("DATA.TRAIN.DATASETS_NAME=[SYNTHETIC_train]", "DATA.TRAIN.DATASETS_RATIO=[1]"),
         test_dataset="synthetic_test", val_dataset="synthetic_val", out_dir=args.save_dir.expanduser().absolute(),
         cls_ann_dir=data_dir / "cls_annotations", path_args=("--dataset_dir", f"synthetic={data_dir}"),
-        seed=args.seed, seeds=tuple(args.seeds or ()), device=device, threads=args.threads, opts=tuple(args.opts),
+        seed=args.seed, seeds=tuple(args.seeds or ()), device=device, threads=args.threads, jobs=args.jobs,
+        opts=tuple(args.opts),
         retrain=retrain)
 
 

@@ -43,17 +43,20 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import torch
 import yaml
 
 from lib.config.hiptrack import config_from_dict, load_config, resolve_experiment_config
@@ -76,6 +79,7 @@ from lib.train import run as train_entry
 from lib.train.trainer import config_differences
 from lib.utils.records import JsonlError, json_safe
 from lib.utils.runs import RunPaths, drop_metrics_after, epoch_checkpoints, read_metrics
+from lib.utils.runtime import available_cores
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +173,7 @@ class AblationSettings:
     seed: int = 42
     device: str = "cpu"
     threads: int = 0                     # lib.test.run --threads
+    jobs: int = 0                        # trainings at once (0: auto, see training_jobs)
     opts: tuple[str, ...] = ()           # further overrides for every variant
     epoch: int | None = None             # checkpoint epoch to test (default: TEST.EPOCH of the config)
     retrain: bool = False                # train even when the tested checkpoint exists
@@ -234,16 +239,16 @@ def echo_epochs(what: str, metrics_file: Path, after_epoch: int = 0) -> Iterator
         thread.join()
 
 
-def _run(cmd: list[str], what: str, log_file: Path) -> float:
-    """Run a child process, its output appended to ``log_file``; the wall seconds. Raises
-    RuntimeError with the log's tail on failure."""
+def _run(cmd: list[str], what: str, log_file: Path, env: dict[str, str] | None = None) -> float:
+    """Run a child process (environment ``env``, default this one's), its output appended to ``log_file``;
+    the wall seconds. Raises RuntimeError with the log's tail on failure."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     logger.info("%s: %s", what, " ".join(cmd))
     start = time.perf_counter()
     with open(log_file, "a", encoding="utf-8") as log:
         log.write(f"$ {' '.join(cmd)}\n")
         log.flush()
-        with subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT) as child:
+        with subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env) as child:
             code = child.wait()
     seconds = time.perf_counter() - start
     if code != 0:
@@ -405,9 +410,12 @@ def _train_time_file(settings: AblationSettings, variant: Variant) -> Path:
     return settings.out_dir / variant.name / "train_time.json"
 
 
-def _train(settings: AblationSettings, variant: Variant, cfg: CfgNode, log_file: Path) -> tuple[float | None, bool]:
+def _train(settings: AblationSettings, variant: Variant, cfg: CfgNode, log_file: Path, label: str | None = None,
+           jobs: int = 1) -> tuple[float | None, bool]:
     """Train unless the tested checkpoint exists; ``(seconds, skipped)``. Training from scratch (or
-    on from an earlier epoch of an interrupted run) removes the variant's stale test results."""
+    on from an earlier epoch of an interrupted run) removes the variant's stale test results.
+    ``label`` names the run in progress lines (default the variant); ``jobs``: trainings running at once,
+    which share the cores (:func:`child_threads`)."""
     epoch = cfg.TEST.EPOCH
     run_paths = RunPaths(settings.out_dir / variant.name, config_name(settings.config))
     checkpoint, time_file = run_paths.checkpoint(epoch), _train_time_file(settings, variant)
@@ -439,11 +447,47 @@ def _train(settings: AblationSettings, variant: Variant, cfg: CfgNode, log_file:
     # the trainer drops these records itself when it starts; dropping them first keeps them out of
     # the progress lines
     drop_metrics_after(run_paths.metrics_file, start_epoch)
-    what = f"{variant.name}: training"
+    what = f"{label or variant.name}: training"
+    threads = child_threads(jobs)
+    env = None if threads is None else {**os.environ, **{name: str(threads) for name in THREAD_VARIABLES}}
     with echo_epochs(what, run_paths.metrics_file, after_epoch=start_epoch):
-        seconds = _run(cmd, what, log_file)
-    atomic_write_text(time_file, json.dumps({"seconds": seconds, "epoch": epoch}) + "\n")
+        seconds = _run(cmd, what, log_file, env)
+    atomic_write_text(time_file, json.dumps({"seconds": seconds, "epoch": epoch, "jobs": jobs}) + "\n")
     return seconds, False
+
+
+# the thread-count variables torch's CPU kernels (OpenMP, MKL) read when a child process starts
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def child_threads(jobs: int) -> int | None:
+    """CPU threads of each of ``jobs`` training children running at once: the cores divided between
+    them; None for a single child (it keeps torch's default, or the caller's OMP_NUM_THREADS)."""
+    return None if jobs <= 1 else max(1, available_cores() // jobs)
+
+
+def add_jobs_argument(parser: argparse.ArgumentParser) -> None:
+    """``--jobs N`` of the scripts that run an ablation (checked: >= 0)."""
+    def non_negative(text: str) -> int:
+        value = int(text)
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be >= 0, not {value}")
+        return value
+
+    parser.add_argument("--jobs", type=non_negative, default=0, metavar="N",
+                        help="trainings run at once, each with its share of the CPU cores (default 0: one per core "
+                             "on the CPU, one at a time on a GPU); the results do not depend on it")
+
+
+def training_jobs(settings: AblationSettings, pending: int) -> int:
+    """How many of ``pending`` trainings run at once: ``settings.jobs`` when given; else on the CPU one
+    per core (a small model keeps a core busy on its own, so two single-thread trainings on 2 cores get
+    through about 1.8x the samples of one training on both), and one at a time on a GPU."""
+    if settings.jobs > 0:
+        return max(1, min(settings.jobs, pending))
+    if torch.device(settings.device).type != "cpu":
+        return 1
+    return max(1, min(available_cores(), pending))
 
 
 def _test(settings: AblationSettings, variant: Variant, what: str, log_file: Path, dataset: str | None = None,
@@ -563,13 +607,17 @@ def _challenge_scores(variant: Variant, cfg: CfgNode, results: Path, truth: _Tru
 
 
 def run_variant(settings: AblationSettings, variant: Variant, cfg: CfgNode, truth: _Truth,
-                validation: _Truth | None = None) -> VariantResult:
+                validation: _Truth | None = None, trained: tuple[float | None, bool] | None = None) -> VariantResult:
     """Train (or reuse the checkpoint; test-time variants use their model's), tune on the validation
-    split, test and score one variant for ``settings.seed``."""
-    log_file = settings.out_dir / variant.name / "ablation.log"
+    split, test and score one variant for ``settings.seed``. ``trained``: the ``(seconds, skipped)`` of
+    its training when :func:`train_variants` ran it already."""
+    log_file = _log_file(settings, variant)
     _note(log_file, f"{variant.name} ({variant.description}), seed {settings.seed}: "
                     f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
-    train_seconds, skipped = _train(settings, variant, cfg, log_file) if variant.trains else (None, False)
+    if not variant.trains:
+        train_seconds, skipped = None, False
+    else:
+        train_seconds, skipped = trained or _train(settings, variant, cfg, log_file)
     chosen, tuning, tuned_results = (), None, None
     if variant.tune and validation is not None:
         chosen, tuning, tuned_results = _tune_on_validation(settings, variant, validation, log_file)
@@ -631,16 +679,78 @@ def run_ablation(settings: AblationSettings, variants: Sequence[str] | None = No
     truth = _Truth.of(test_truth, settings.test_dataset, labelled)
     validation = _Truth.of(val_truth, settings.val_dataset, labelled)
     logger.info("%s", plan_summary(settings, chosen, configs))
+    # every training first (several at once where cores allow): a test-time variant then tests its model's
+    # new checkpoint (results recorded for an earlier checkpoint are cleared before each test run, see _test)
+    trained = train_variants(settings, chosen, configs)
     runs = {}
     for seed in settings.seed_list:
         seed_settings = replace(settings, seed=seed, out_dir=seed_dir(settings, seed))
-        # trained variants run first: a test-time variant tests its model's new checkpoint (results recorded
-        # for an earlier checkpoint are cleared before each test run, see _test)
-        runs[seed] = {v.name: run_variant(seed_settings, v, configs[v.name], truth, validation) for v in chosen}
+        runs[seed] = {v.name: run_variant(seed_settings, v, configs[v.name], truth, validation,
+                                          trained.get((seed, v.name))) for v in chosen}
     result = AblationResult(_settings_record(settings, chosen), runs)
     result.plots = write_plots(result, settings.out_dir / "plots")
     result.json_path = write_json(result, settings.out_dir / "ablation.json")
     return result
+
+
+def _log_file(settings: AblationSettings, variant: Variant) -> Path:
+    """The variant's ablation log (its children's output and the pipeline's notes)."""
+    return settings.out_dir / variant.name / "ablation.log"
+
+
+def _needs_training(settings: AblationSettings, variant: Variant, cfg: CfgNode) -> bool:
+    checkpoint = RunPaths(settings.out_dir / variant.name, config_name(settings.config)).checkpoint(cfg.TEST.EPOCH)
+    return settings.retrain or not checkpoint.is_file()
+
+
+def train_variants(settings: AblationSettings, variants: Sequence[Variant], configs: dict[str, CfgNode]
+                   ) -> dict[tuple[int, str], tuple[float | None, bool]]:
+    """Train every trained variant of every seed (those whose checkpoint exists are skipped);
+    ``{(seed, variant name): (seconds, skipped)}``. Up to :func:`training_jobs` trainings run at once,
+    each in its own child process with its share of the cores. After a failure no further training
+    starts; the ones running finish (their checkpoints are kept), then the first failure is raised."""
+    runs = [(replace(settings, seed=seed, out_dir=seed_dir(settings, seed)), variant)
+            for seed in settings.seed_list for variant in variants if variant.trains]
+    jobs = training_jobs(settings, sum(_needs_training(s, v, configs[v.name]) for s, v in runs))
+    if jobs > 1:
+        logger.info("training %d at a time, %d CPU thread(s) each", jobs, child_threads(jobs))
+    several_seeds = len(settings.seed_list) > 1
+    stop = threading.Event()  # set by the first failure: nothing new starts
+
+    def train(run_settings: AblationSettings, variant: Variant) -> tuple[float | None, bool] | None:
+        if stop.is_set():
+            return None
+        log_file = _log_file(run_settings, variant)
+        _note(log_file, f"{variant.name} ({variant.description}), seed {run_settings.seed}: training, "
+                        f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
+        label = f"{variant.name} (seed {run_settings.seed})" if several_seeds else variant.name
+        try:
+            return _train(run_settings, variant, configs[variant.name], log_file, label, jobs)
+        except BaseException:
+            stop.set()
+            raise
+
+    done: dict[tuple[int, str], tuple[float | None, bool]] = {}
+    failures: list[BaseException] = []
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="training") as pool:
+        futures = {pool.submit(train, s, v): (s.seed, v.name) for s, v in runs}
+        try:
+            for future in as_completed(futures):
+                try:
+                    outcome = future.result()
+                except Exception as e:  # noqa: BLE001 - collected, the first is raised below
+                    failures.append(e)
+                    continue
+                if outcome is not None:
+                    done[futures[future]] = outcome
+        except BaseException:  # Ctrl-C: start nothing more (the running children get the signal too)
+            stop.set()
+            raise
+    if failures:
+        if len(failures) > 1:
+            logger.error("%d trainings failed; the first is reported", len(failures))
+        raise failures[0]
+    return done
 
 
 def seed_dir(settings: AblationSettings, seed: int) -> Path:
@@ -649,8 +759,8 @@ def seed_dir(settings: AblationSettings, seed: int) -> Path:
 
 
 # a recorded figure, printed as such when no run in the output folder tells the pace of this machine
-RECORDED_TRAINING = ("6.3 min (baseline) / 7.0 min (multitask) per quick-start training (36 x 400 samples) on "
-                     "a 2-core AMD EPYC, 2026-12-05")
+RECORDED_TRAINING = ("6.3 min (baseline) / 7.0 min (multitask) per quick-start training (36 x 400 samples) one at a "
+                     "time on a 2-core AMD EPYC, 2026-12-05")
 
 
 def plan_summary(settings: AblationSettings, variants: Sequence[Variant], configs: dict[str, CfgNode]) -> str:
@@ -663,14 +773,20 @@ def plan_summary(settings: AblationSettings, variants: Sequence[Variant], config
     predicted = sum(v.classifies and not v.tune for v in variants) if settings.val_dataset else 0
     lines = [f"plan: {len(seeds)} seed(s) x ({len(trained)} trainings of {', '.join(f'{n} {s} samples' for n, s in samples.items())}"
              f" + {len(variants)} test runs + {tuned + predicted} validation runs)"]
-    paces = [json.loads(f.read_text(encoding="utf-8"))["seconds"] for f in settings.out_dir.glob("seed*/*/train_time.json")]
-    if paces:
-        minutes = sum(paces) / len(paces) / 60 * len(trained) * len(seeds)
-        lines.append(f"about {minutes:.0f} min of training at the pace of the {len(paces)} earlier training(s) "
-                     f"in {settings.out_dir}, plus testing")
+    pending = sum(_needs_training(replace(settings, out_dir=seed_dir(settings, seed)), v, configs[v.name])
+                  for seed in seeds for v in trained)
+    jobs = training_jobs(settings, pending)
+    if jobs > 1:
+        lines.append(f"{pending} trainings to run, {jobs} at a time with {child_threads(jobs)} CPU thread(s) each")
+    records = [json.loads(f.read_text(encoding="utf-8")) for f in settings.out_dir.glob("seed*/*/train_time.json")]
+    alike = [r["seconds"] for r in records if r.get("jobs", 1) == jobs]  # trainings at once change the pace
+    if alike:
+        minutes = sum(alike) / len(alike) / 60 * -(-pending // jobs)
+        lines.append(f"about {minutes:.0f} min of training at the pace of the {len(alike)} earlier training(s) "
+                     f"in {settings.out_dir} run {jobs} at a time, plus testing")
     else:
-        lines.append(f"no earlier run here to time; recorded elsewhere: {RECORDED_TRAINING} (x "
-                     f"{len(trained) * len(seeds)} trainings)")
+        lines.append(f"no earlier run here to time with {jobs} training(s) at a time; recorded elsewhere: "
+                     f"{RECORDED_TRAINING} ({pending} trainings)")
     return "; ".join(lines)
 
 

@@ -1,6 +1,7 @@
 """Process-level helpers every command-line run shares: seeding, device choice, source version."""
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 from pathlib import Path
@@ -21,6 +22,14 @@ def git_hash() -> str:
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (its affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def seed_everything(seed: int) -> None:

@@ -42,6 +42,7 @@ from lib.test.tracker.hiptrack import HIPTrackTracker
 from lib.test.tracker.policies import PolicyRecord
 from lib.dataset.image_loader import read_image
 from lib.dataset.base import SequenceDataset, SequenceInfo
+from lib.utils.runtime import available_cores
 
 logger = logging.getLogger(__name__)
 
@@ -271,14 +272,6 @@ def _init_worker(settings: RunSettings, torch_threads: int, log_level: int = log
 def _run_in_worker(job: SequenceJob) -> SequenceOutcome:
     settings = _WORKER["settings"]
     return run_job(_WORKER["tracker"], job, settings.save_cls, settings.progress_every)  # lines, never a bar
-
-
-def available_cores() -> int:
-    """CPU cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def process_context() -> multiprocessing.context.BaseContext:
