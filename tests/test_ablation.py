@@ -426,7 +426,10 @@ def test_quickstart_end_to_end(tmp_path):
     summary, comparisons = data["summary"], data["comparisons"]
     assert summary["multitask"]["ao"]["seeds"] == 2 and summary["multitask"]["ao"]["std"] is not None
     ci = comparisons["multitask"]["overall"]["ao"]
-    assert ci["low"] <= ci["estimate"] <= ci["high"] and ci["seeds"] == 2 and ci["sequences"] == len(test_sequences)
+    # at this budget every replicate may give the same difference: then low == estimate == high up to the
+    # rounding of the summation order
+    assert ci["low"] <= ci["high"] and ci["low"] - 1e-12 <= ci["estimate"] <= ci["high"] + 1e-12
+    assert ci["seeds"] == 2 and ci["sequences"] == len(test_sequences)
     assert set(comparisons) == set(variants) - {"baseline"}
     for plot in ("success_plot.png", "per_challenge_ao.png", "differences.png"):
         assert (out_dir / "plots" / plot).read_bytes()[:4] == b"\x89PNG"

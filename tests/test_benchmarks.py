@@ -24,6 +24,7 @@ HELP_WORDS = {
     "bench_tracker.py": ("tracker.track()", "--original", "--banks", "bf16"),
     "bench_train_step.py": ("Trainer.train_epoch", "--keep", "--epoch", "clipping", "--original"),
     "bench_train_loop.py": ("samples per second", "--opts", "data", "backward", "optimizer"),
+    "bench_parallel_training.py": ("side by side", "--jobs", "--threads-per-job"),
     "bench_cls_overhead.py": ("stand-in",),
     "bench_data.py": ("--part",),
     "original_worker.py": ("--original",),
@@ -92,6 +93,19 @@ def test_train_loop_smoke(tmp_path):
     assert "samples/s" in out
     assert "time: data" in out and "forward" in out and "backward" in out and "optimizer" in out
     assert "B samples/s / A samples/s:" in out
+
+
+def test_parallel_training_smoke(tmp_path):
+    out = run_script("bench_parallel_training.py", "--config", "hiptrack_cls_tiny", "--sequences", "3", "--frames",
+                     "24", "--samples", "4", "--rounds", "1", "--jobs", "2", cwd=tmp_path).stdout
+    assert "B: 2 trainings side by side, 1 thread(s) each" in out
+    assert "samples/s in all" in out and "each training's epoch" in out
+    assert "B samples/s / A samples/s:" in out
+
+
+def test_parallel_training_needs_two_jobs(tmp_path):
+    result = run_script("bench_parallel_training.py", "--jobs", "1", cwd=tmp_path, check=False)
+    assert result.returncode == 2 and "side by side needs at least 2" in result.stderr
 
 
 def test_model_component_smoke(tmp_path):

@@ -128,6 +128,8 @@ class Trainer:
                  device: torch.device, dist_info: DistInfo = DistInfo(), set_loader_epoch=None) -> None:
         self.cfg = cfg
         self.model = model.to(device)
+        if cfg.TRAIN.CHANNELS_LAST:  # in place: the parameters stay the same objects
+            self.model.to(memory_format=torch.channels_last)
         self.actor = actor
         self.train_loader, self.val_loader = train_loader, val_loader
         self.paths = paths

@@ -123,6 +123,9 @@ _TRAIN = {
     "AMP": Key(False, "mixed-precision training: fp16 autocast + GradScaler on CUDA, bf16 autocast on CPU"),
     "AMP_AUTO": Key(False, "with AMP False: mixed precision only where it is fast (CUDA, or a CPU with native bf16 "
                            "kernels: AVX512-BF16 / AMX), fp32 elsewhere"),
+    "CHANNELS_LAST": Key(True, "convolution weights (and so their activations) in channels-last layout while "
+                               "training: faster convolutions on CPUs (oneDNN) and GPUs; same values up to float "
+                               "rounding, checkpoints load either way"),
     "CE_START_EPOCH": Key(20, "epoch at which the candidate-elimination keep ratio starts to decrease"),
     "CE_WARM_EPOCH": Key(80, "epochs over which the keep ratio decreases from 1 to CE_KEEP_RATIO"),
     "DROP_PATH_RATE": Key(0.1, "stochastic depth rate of the ViT backbone (training only)"),

@@ -191,12 +191,11 @@ class HIPTrack(nn.Module):
         size = search[0].shape[-1]
         template_image = self.upsample(template, size)
         template_mask = self.template_box_mask(template_boxes, size)
-        z_tokens = self.backbone.embed_template(template)
         keys: list[torch.Tensor] = []
         values: list[torch.Tensor] = []
         outputs = []
-        for t, x in enumerate(search):
-            tokens, removed = self.backbone(None, x, ce_template_mask, ce_keep_rate, z_tokens=z_tokens)
+        backbone_frames = self._backbone_frames(template, search, ce_template_mask, ce_keep_rate)
+        for t, (x, (tokens, removed)) in enumerate(zip(search, backbone_frames)):
             if t == 0:
                 mem_k, mem_v = map(to_tokens, self.template_memory(tokens, template_image, template_mask))
             else:
@@ -207,6 +206,20 @@ class HIPTrack(nn.Module):
                 keys.append(to_tokens(key))
                 values.append(to_tokens(self.frame_value(x, search_map, out, removed)))
         return outputs
+
+    def _backbone_frames(self, template: torch.Tensor, search: list[torch.Tensor],
+                         ce_template_mask: torch.Tensor | None, ce_keep_rate: float | None
+                         ) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
+        """``(tokens, removed)`` of each search frame with the template. The backbone does not read the
+        memory, so every frame goes through it in one batch: the same per-sample computation (LayerNorm,
+        per-sample candidate elimination), a fraction of the calls of one pass per frame."""
+        frames = len(search)
+        z_tokens = self.backbone.embed_template(template).repeat(frames, 1, 1)
+        mask = None if ce_template_mask is None else ce_template_mask.repeat(frames, 1)
+        tokens, removed = self.backbone(None, torch.cat(search), mask, ce_keep_rate, z_tokens=z_tokens)
+        removed_per_frame = [r.chunk(frames) for r in removed]
+        return [(frame_tokens, [r[t] for r in removed_per_frame])
+                for t, frame_tokens in enumerate(tokens.chunk(frames))]
 
     # ----------------------------------------------------------------------------- tracking
     def use_channels_last_convolutions(self) -> None:
