@@ -99,3 +99,58 @@ def test_amp_auto_trains_in_bf16_only_on_a_cpu_with_native_bf16(bf16_cpu, tmp_pa
     changed = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.equal(v, before[k])]
     assert any(k.startswith("backbone.") for k in changed) and any(k.startswith("cls_head.") for k in changed)
     assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast: weights stay fp32
+
+
+def _trainer(cfg, tmp_path, name: str, seed: int = 0) -> Trainer:
+    torch.manual_seed(seed)
+    model = build_model(cfg, training=True)
+    trainer = Trainer(cfg, model, HIPTrackActor(model, cfg), [one_batch(cfg)], None, RunPaths(tmp_path, name),
+                      torch.device("cpu"))
+    trainer._enter_stage(0, 1)
+    return trainer
+
+
+def _conv_weights(model: torch.nn.Module) -> list[torch.Tensor]:
+    return [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+
+
+def test_channels_last_training_is_the_same_training(tmp_path):
+    """TRAIN.CHANNELS_LAST lays out the convolution weights channels-last (the default) and changes
+    nothing but float rounding: same loss, same gradients, same parameter objects in the optimiser."""
+    base = load_config(resolve_experiment_config("hiptrack_cls_tiny"), opts=TINY)
+    assert base.TRAIN.CHANNELS_LAST is True
+    runs = {}
+    for layout in (True, False):
+        cfg = load_config(resolve_experiment_config("hiptrack_cls_tiny"), opts=[*TINY, f"TRAIN.CHANNELS_LAST={layout}"])
+        runs[layout] = _trainer(cfg, tmp_path, f"layout{layout}")
+    fast, plain = runs[True], runs[False]
+    convs = _conv_weights(fast.model)
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    assert all(w.is_contiguous() for w in _conv_weights(plain.model))
+    optimised = {id(p) for group in fast.optimizer.param_groups for p in group["params"]}
+    assert all(id(w) in optimised for w in convs)  # laid out in place: the optimiser holds these tensors
+    batch = one_batch(fast.cfg)
+    losses = {}
+    for layout, trainer in runs.items():
+        trainer.model.zero_grad()
+        torch.manual_seed(5)  # the same dropout masks
+        loss, _ = trainer.actor(batch, 1)
+        loss.backward()
+        losses[layout] = loss.detach()
+    torch.testing.assert_close(losses[True], losses[False], rtol=1e-5, atol=1e-6)
+    for (name, a), b in zip(fast.model.named_parameters(), plain.model.parameters()):
+        assert (a.grad is None) == (b.grad is None), name
+        if a.grad is not None:
+            torch.testing.assert_close(a.grad, b.grad, rtol=1e-3, atol=1e-5, msg=name)
+
+
+def test_a_channels_last_checkpoint_loads_into_a_tracking_model(tmp_path):
+    """Weights saved from a channels-last training load into a plainly laid-out model: same values."""
+    cfg = load_config(resolve_experiment_config("hiptrack_cls_tiny"), opts=TINY)
+    trained = _trainer(cfg, tmp_path, "saved").model
+    torch.save({"net": trained.state_dict()}, tmp_path / "ckpt.pth.tar")
+    torch.manual_seed(1)
+    fresh = build_model(cfg, training=False)
+    fresh.load_state_dict(torch.load(tmp_path / "ckpt.pth.tar", weights_only=True)["net"])
+    for (name, a), b in zip(trained.state_dict().items(), fresh.state_dict().values()):
+        assert torch.equal(a, b), name

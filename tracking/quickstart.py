@@ -12,7 +12,8 @@ for more) once per seed with the hiptrack_cls_quickstart config, choosing policy
 smoothing factor on the validation split; (3) the tables (mean +- std over seeds, differences to the
 baseline with 95% paired-bootstrap intervals), a one-line verdict and the written files are printed.
 What will run, and a time estimate, are printed first. Training is skipped for variants whose
-checkpoint exists (unless --retrain, or the dataset was just generated).
+checkpoint exists (unless --retrain, or the dataset was just generated). On the CPU the trainings run
+side by side, one per core with one thread each (--jobs N: N at a time; 1: one at a time).
 """
 from __future__ import annotations
 

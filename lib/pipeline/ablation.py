@@ -33,6 +33,10 @@ against the JSONL labels). Everything a variant writes stays under ``<out_dir>/s
 ``<out_dir>/plots/``; :func:`report_lines` gives the tables of
 :mod:`lib.test.analysis.ablation_report` and the files written.
 
+Every training of every seed runs before the test runs; on the CPU several at once (one per core by
+default, ``AblationSettings.jobs``), each child with its share of the cores: a small model does not keep
+two threads busy, so side by side they get through more samples (:func:`train_variants`).
+
 A variant whose checkpoint of the tested epoch exists is not trained again (unless
 ``AblationSettings.retrain``), and ``tracking/test.py`` skips sequences with results, so an
 interrupted ablation resumes where it stopped.
@@ -759,8 +763,8 @@ def seed_dir(settings: AblationSettings, seed: int) -> Path:
 
 
 # a recorded figure, printed as such when no run in the output folder tells the pace of this machine
-RECORDED_TRAINING = ("6.3 min (baseline) / 7.0 min (multitask) per quick-start training (36 x 400 samples) one at a "
-                     "time on a 2-core AMD EPYC, 2026-12-05")
+RECORDED_TRAINING = ("6.1 min (baseline) / 7.1 min (multitask) per quick-start training (36 x 400 samples), the two "
+                     "side by side with one thread each, on a 2-core AMD EPYC, 2026-12-05")
 
 
 def plan_summary(settings: AblationSettings, variants: Sequence[Variant], configs: dict[str, CfgNode]) -> str:
