@@ -303,6 +303,7 @@ def test_how_many_trainings_run_at_once(tmp_path, data_dir, monkeypatch):
     assert ablation.training_jobs(auto, pending=6) == 2 and ablation.training_jobs(auto, pending=1) == 1
     assert ablation.training_jobs(auto, pending=0) == 1
     assert ablation.training_jobs(replace(auto, device="cuda"), pending=6) == 1  # one GPU: one at a time
+    assert ablation.training_jobs(replace(auto, device="gpu"), pending=6) == 1   # not a device: the child says so
     assert ablation.training_jobs(replace(auto, jobs=3), pending=6) == 3        # asked for: as asked
     assert ablation.training_jobs(replace(auto, jobs=3), pending=2) == 2
     assert ablation.child_threads(1) is None and ablation.child_threads(2) == 1 and ablation.child_threads(3) == 1

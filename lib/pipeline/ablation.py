@@ -480,18 +480,21 @@ def add_jobs_argument(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--jobs", type=non_negative, default=0, metavar="N",
                         help="trainings run at once, each with its share of the CPU cores (default 0: one per core "
-                             "on the CPU, one at a time on a GPU); the results do not depend on it")
+                             "on the CPU, one at a time on a GPU); batch, steps and seeds do not depend on it")
 
 
 def training_jobs(settings: AblationSettings, pending: int) -> int:
     """How many of ``pending`` trainings run at once: ``settings.jobs`` when given; else on the CPU one
-    per core (a small model keeps a core busy on its own, so two single-thread trainings on 2 cores get
-    through about 1.8x the samples of one training on both), and one at a time on a GPU."""
+    per core (a small model keeps a core busy on its own: two single-thread quick-start trainings on 2
+    cores got through 1.65x the samples of one training on both), and one at a time on a GPU (or a
+    device name torch does not know, which the training child then reports)."""
     if settings.jobs > 0:
         return max(1, min(settings.jobs, pending))
-    if torch.device(settings.device).type != "cpu":
-        return 1
-    return max(1, min(available_cores(), pending))
+    try:
+        on_cpu = torch.device(settings.device).type == "cpu"
+    except RuntimeError:
+        on_cpu = False
+    return max(1, min(available_cores(), pending)) if on_cpu else 1
 
 
 def _test(settings: AblationSettings, variant: Variant, what: str, log_file: Path, dataset: str | None = None,
