@@ -282,6 +282,16 @@ def test_one_training_keeps_the_environment_and_its_label(tmp_path, data_dir, mo
     assert envs == [("baseline: training", None)]  # torch's default threads (or the user's OMP_NUM_THREADS)
 
 
+def test_a_skipped_training_of_several_seeds_names_its_seed(tmp_path, data_dir, recorded_runs):
+    settings = settings_for(tmp_path, data_dir, seeds=(0, 1), jobs=1)
+    checkpoint(replace(settings, out_dir=tmp_path / "seed1"), "baseline", 3)
+    chosen, configs = _configs(settings, ["baseline"])
+    done = ablation.train_variants(settings, chosen, configs)
+    assert done == {(0, "baseline"): (12.0, False), (1, "baseline"): (None, True)}
+    assert [what for what, _ in recorded_runs] == ["baseline (seed 0): training"]
+    assert "baseline (seed 1): training skipped" in (tmp_path / "seed1" / "baseline" / "ablation.log").read_text()
+
+
 def test_after_a_failed_training_no_other_starts(tmp_path, data_dir, monkeypatch):
     started = []
 

@@ -421,10 +421,11 @@ def _train(settings: AblationSettings, variant: Variant, cfg: CfgNode, log_file:
     ``label`` names the run in progress lines (default the variant); ``jobs``: trainings running at once,
     which share the cores (:func:`child_threads`)."""
     epoch = cfg.TEST.EPOCH
+    label = label or variant.name
     run_paths = RunPaths(settings.out_dir / variant.name, config_name(settings.config))
     checkpoint, time_file = run_paths.checkpoint(epoch), _train_time_file(settings, variant)
     if checkpoint.is_file() and not settings.retrain:
-        _note(log_file, f"{variant.name}: training skipped, {checkpoint} exists (pass --retrain to train again)")
+        _note(log_file, f"{label}: training skipped, {checkpoint} exists (pass --retrain to train again)")
         changes = _config_changes(run_paths.checkpoint_dir, cfg)
         if changes:
             logger.warning("%s: the existing checkpoint was trained with a different config (%s); pass --retrain "
@@ -437,21 +438,21 @@ def _train(settings: AblationSettings, variant: Variant, cfg: CfgNode, log_file:
     start_epoch = 0
     if earlier and not settings.retrain:  # an interrupted run: continue it exactly
         start_epoch, resume_from = earlier[-1]
-        _note(log_file, f"{variant.name}: continuing training from {resume_from}")
+        _note(log_file, f"{label}: continuing training from {resume_from}")
         cmd = [*cmd[:cmd.index("--opts")], "--resume", str(resume_from), *cmd[cmd.index("--opts"):]]
     elif found:  # training again from scratch: the trainer refuses to mix in the old run's checkpoints
-        _note(log_file, f"{variant.name}: training from scratch, replacing the checkpoints in "
+        _note(log_file, f"{label}: training from scratch, replacing the checkpoints in "
                         f"{run_paths.checkpoint_dir}")
         cmd = [*cmd[:cmd.index("--opts")], "--overwrite", *cmd[cmd.index("--opts"):]]
     stale = results_dir(settings.out_dir / variant.name, variant.tracker, config_name(settings.config),
                         settings.test_dataset)
     if stale.exists():
-        _note(log_file, f"{variant.name}: removing test results of the previous checkpoint: {stale}")
+        _note(log_file, f"{label}: removing test results of the previous checkpoint: {stale}")
         shutil.rmtree(stale)
     # the trainer drops these records itself when it starts; dropping them first keeps them out of
     # the progress lines
     drop_metrics_after(run_paths.metrics_file, start_epoch)
-    what = f"{label or variant.name}: training"
+    what = f"{label}: training"
     threads = child_threads(jobs)
     env = None if threads is None else {**os.environ, **{name: str(threads) for name in THREAD_VARIABLES}}
     with echo_epochs(what, run_paths.metrics_file, after_epoch=start_epoch):
