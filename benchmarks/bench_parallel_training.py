@@ -33,21 +33,15 @@ from pathlib import Path
 import torch
 
 from bench_common import Samples, alternate, paired_ratio
-from bench_train_loop import DATASET_OPTS, LoopRun, generate_small_dataset
-from lib.config.hiptrack import load_config, resolve_experiment_config
+from bench_train_loop import LoopRun, add_loop_data_arguments, generate_small_dataset, loop_config
 from lib.utils.runtime import available_cores
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="hiptrack_cls_quickstart",
-                        help="experiment name or YAML path (default hiptrack_cls_quickstart)")
+    add_loop_data_arguments(parser)
     parser.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
-    parser.add_argument("--data", type=Path, default=None,
-                        help="a generated synthetic dataset folder (default: generate a small one in a temp folder)")
-    parser.add_argument("--sequences", type=int, default=12, help="sequences of the generated dataset (default 12)")
-    parser.add_argument("--frames", type=int, default=40, help="frames per generated sequence (default 40)")
     parser.add_argument("--samples", type=int, default=96, help="samples per epoch of each training (default 96)")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds after 1 warm-up (default 3)")
     parser.add_argument("--jobs", type=int, default=0, help="trainings side by side (default 0: one per core)")
@@ -66,18 +60,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def loop_config(args: argparse.Namespace):
-    return load_config(resolve_experiment_config(args.config),
-                       opts=[*DATASET_OPTS, "MODEL.PRETRAIN_FILE=", f"DATA.TRAIN.SAMPLE_PER_EPOCH={args.samples}",
-                             *args.opts])
-
-
 def side_by_side_worker(conn: Connection, args: argparse.Namespace, data_dir: Path, save_dir: Path,
                         seed: int) -> None:
     """One training of B: an epoch per ``"epoch"`` message, its seconds sent back; ``"stop"`` ends it."""
     torch.set_num_threads(args.threads_per_job)
     logging.basicConfig(level=logging.WARNING)
-    run = LoopRun(loop_config(args), data_dir, 1, save_dir, seed=seed)
+    run = LoopRun(loop_config(args.config, args.samples, args.opts), data_dir, 1, save_dir, seed=seed)
     conn.send("ready")
     while conn.recv() == "epoch":
         conn.send(run())
@@ -123,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
         tmp = Path(tmp_name)
         data_dir = args.data.resolve() if args.data else generate_small_dataset(tmp / "synthetic", args)
         torch.set_num_threads(args.threads)
-        single = LoopRun(loop_config(args), data_dir, 1, tmp / "single")
+        single = LoopRun(loop_config(args.config, args.samples, args.opts), data_dir, 1, tmp / "single")
         side = SideBySide(args, data_dir, tmp)
         try:
             print(f"A: one training of {args.config}, {args.threads} thread(s); B: {args.jobs} trainings side by "

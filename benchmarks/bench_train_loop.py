@@ -153,19 +153,24 @@ class LoopRun:
             iterator._shutdown_workers()
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_loop_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--config``, and the data of the loop: ``--data`` or a generated ``--sequences`` x ``--frames``."""
     parser.add_argument("--config", default="hiptrack_cls_quickstart",
                         help="experiment name or YAML path (default hiptrack_cls_quickstart)")
-    parser.add_argument("--opts", nargs="*", action="append", metavar="KEY=VALUE",
-                        help="one configuration's overrides; repeat to compare configurations (default: one, as is)")
-    parser.add_argument("--common-opts", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="overrides of every configuration")
     parser.add_argument("--data", type=Path, default=None,
                         help="a generated synthetic dataset folder (default: generate a small one in a temp folder)")
     parser.add_argument("--sequences", type=int, default=12, help="sequences of the generated dataset (default 12)")
     parser.add_argument("--frames", type=int, default=40, help="frames per generated sequence (default 40)")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_loop_data_arguments(parser)
+    parser.add_argument("--opts", nargs="*", action="append", metavar="KEY=VALUE",
+                        help="one configuration's overrides; repeat to compare configurations (default: one, as is)")
+    parser.add_argument("--common-opts", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="overrides of every configuration")
     parser.add_argument("--samples", type=int, default=96,
                         help="samples per timed epoch, DATA.TRAIN.SAMPLE_PER_EPOCH (default 96)")
     parser.add_argument("--rounds", type=int, default=3,
@@ -179,11 +184,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def loop_config(args: argparse.Namespace, opts: list[str]):
-    """The config of one configuration: the synthetic train split, ``--samples`` per epoch, no pretrained file."""
-    return load_config(resolve_experiment_config(args.config),
-                       opts=[*DATASET_OPTS, "MODEL.PRETRAIN_FILE=", f"DATA.TRAIN.SAMPLE_PER_EPOCH={args.samples}",
-                             *args.common_opts, *opts])
+def loop_config(config: str, samples: int, opts: list[str]):
+    """A config of the loop: the synthetic train split, ``samples`` per epoch, no pretrained file, ``opts``."""
+    return load_config(resolve_experiment_config(config),
+                       opts=[*DATASET_OPTS, "MODEL.PRETRAIN_FILE=", f"DATA.TRAIN.SAMPLE_PER_EPOCH={samples}", *opts])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -196,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             for i, opts in enumerate(args.opts):
                 name = chr(ord("A") + i)
-                cfg = loop_config(args, opts)
+                cfg = loop_config(args.config, args.samples, [*args.common_opts, *opts])
                 runs[name] = LoopRun(cfg, data_dir, args.epoch, Path(tmp) / f"run{name}")
                 print(f"{name}: {args.config} {' '.join(opts) or '(as is)'}: batch {cfg.TRAIN.BATCH_SIZE}, "
                       f"{cfg.TRAIN.NUM_WORKER} loader workers, AMP {cfg.TRAIN.AMP}, {runs[name].samples} samples per "
