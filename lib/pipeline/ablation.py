@@ -424,7 +424,7 @@ def _train(settings: AblationSettings, variant: Variant, cfg: CfgNode, log_file:
     label = label or variant.name
     run_paths = RunPaths(settings.out_dir / variant.name, config_name(settings.config))
     checkpoint, time_file = run_paths.checkpoint(epoch), _train_time_file(settings, variant)
-    if checkpoint.is_file() and not settings.retrain:
+    if not _needs_training(settings, variant, cfg):
         _note(log_file, f"{label}: training skipped, {checkpoint} exists (pass --retrain to train again)")
         changes = _config_changes(run_paths.checkpoint_dir, cfg)
         if changes:
@@ -707,6 +707,7 @@ def _log_file(settings: AblationSettings, variant: Variant) -> Path:
 
 
 def _needs_training(settings: AblationSettings, variant: Variant, cfg: CfgNode) -> bool:
+    """Whether :func:`_train` will train: ``retrain``, or no checkpoint of the tested epoch yet."""
     checkpoint = RunPaths(settings.out_dir / variant.name, config_name(settings.config)).checkpoint(cfg.TEST.EPOCH)
     return settings.retrain or not checkpoint.is_file()
 
