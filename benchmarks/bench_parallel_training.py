@@ -3,38 +3,43 @@
 What ``tracking/quickstart.py`` and ``tracking/ablation.py`` do with ``--jobs``: on the CPU they run
 their trainings one per core, each child with its share of the threads. This script measures whether
 that pays, on the real loop (``bench_train_loop.LoopRun``: ``Trainer.train_epoch`` with the real loader,
-actor, loss, clipping and optimiser; config ``--config``, default ``hiptrack_cls_quickstart``):
+actor, loss, clipping and optimiser; config ``--config``, default ``hiptrack_cls_quickstart``). Every
+training is a worker process (``loop_worker.py``) that runs one epoch of ``--samples`` samples when asked:
 
-* A, one training: an epoch of ``--samples`` samples in this process with all cores' threads
-  (``--threads``, default every core);
-* B, ``--jobs`` trainings side by side: worker processes (one thread each unless ``--threads-per-job``)
-  run an epoch of ``--samples`` samples at the same moment; the wall time until the last one finishes.
+* A, one training with all cores' threads (``--threads``, default every core);
+* B, ``--jobs`` trainings side by side (one thread each unless ``--threads-per-job``), asked at the same
+  moment; the wall time until the last one finishes;
+* with ``--before DIR``, also P: one training as A, but running the ``lib`` of ``DIR``, another checkout
+  of this project (e.g. the code before a change: ``git worktree add ../before <commit>``), so that the
+  speed-up of a change is measured in one run rather than divided across runs.
 
-After one warm-up epoch of each, A and B alternate for ``--rounds`` rounds. Prints the samples/s of
-each (B: all its trainings together, and the epoch time of each), and B's samples/s over A's from
-paired rounds of this run. A training of B takes longer than A's alone; the total is what counts for a
-run of several trainings (the quick start trains two, a three-seed study six or more).
+After one warm-up epoch of each, the contestants alternate for ``--rounds`` rounds. Prints the samples/s
+of each (B: all its trainings together, and the epoch time of each), and the samples/s ratios from
+paired rounds of this run: B over A, and with ``--before`` A over P and B over P. A training of B takes
+longer than A's alone; the total is what counts for a run of several trainings (the quick start trains
+two, a three-seed study six or more).
 
     python benchmarks/bench_parallel_training.py --data data/synthetic_quickstart
     python benchmarks/bench_parallel_training.py --data data/synthetic_quickstart --samples 200 --rounds 3
+    python benchmarks/bench_parallel_training.py --data data/synthetic_quickstart --samples 200 --before ../before
     python benchmarks/bench_parallel_training.py --config hiptrack_cls_tiny --samples 4 --rounds 1   # smoke run
 """
 from __future__ import annotations
 
 import argparse
-import logging
-import multiprocessing
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
-from multiprocessing.connection import Connection
 from pathlib import Path
 
-import torch
-
 from bench_common import Samples, alternate, paired_ratio
-from bench_train_loop import LoopRun, add_loop_data_arguments, generate_small_dataset, loop_config
+from bench_train_loop import add_loop_data_arguments, generate_small_dataset
 from lib.utils.runtime import available_cores
+
+WORKER = Path(__file__).with_name("loop_worker.py")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -48,6 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0, help="threads of the single training (default 0: every core)")
     parser.add_argument("--threads-per-job", type=int, default=0,
                         help="threads of each side-by-side training (default 0: the cores divided by --jobs)")
+    parser.add_argument("--before", type=Path, default=None, metavar="DIR",
+                        help="also time one training running the lib of DIR, another checkout of this project")
     args = parser.parse_args(argv)
     cores = available_cores()
     args.jobs = args.jobs or cores
@@ -57,85 +64,116 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--sequences, --frames, --samples, --rounds and --jobs must be >= 1")
     if args.jobs < 2:
         parser.error(f"--jobs {args.jobs}: side by side needs at least 2 (this machine has {cores} core(s))")
+    if args.before is not None and not (args.before / "lib" / "__init__.py").is_file():
+        parser.error(f"--before {args.before}: no lib/__init__.py there (not a checkout of this project)")
     return args
 
 
-def side_by_side_worker(conn: Connection, args: argparse.Namespace, data_dir: Path, save_dir: Path,
-                        seed: int) -> None:
-    """One training of B: an epoch per ``"epoch"`` message, its seconds sent back; ``"stop"`` ends it."""
-    torch.set_num_threads(args.threads_per_job)
-    logging.basicConfig(level=logging.WARNING)
-    run = LoopRun(loop_config(args.config, args.samples, args.opts), data_dir, 1, save_dir, seed=seed)
-    conn.send("ready")
-    while conn.recv() == "epoch":
-        conn.send(run())
-    run.close()
+class LoopProcess:
+    """One training in a ``loop_worker.py`` process; :meth:`start_epoch` / :meth:`epoch_seconds` run one epoch."""
+
+    def __init__(self, name: str, args: argparse.Namespace, data_dir: Path, threads: int, seed: int,
+                 source: Path | None = None) -> None:
+        self.name = name
+        command = [sys.executable, "-W", "ignore", str(WORKER), "--data", str(data_dir), "--config", args.config,
+                   "--samples", str(args.samples), "--threads", str(threads), "--seed", str(seed)]
+        if source is not None:
+            command += ["--source", str(source.resolve())]
+        command += ["--opts", *args.opts]
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # 'lib' is the installed or --source one
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        _, samples, self.lib = self._reply().split(maxsplit=2)
+        self.samples = int(samples)
+
+    def _reply(self) -> str:
+        for line in self.process.stdout:
+            if line.startswith("@@"):
+                reply = line[2:].strip()
+                if reply.startswith("error"):
+                    raise RuntimeError(f"training {self.name}: {reply}")
+                return reply
+        raise RuntimeError(f"training {self.name} ended (exit code {self.process.wait()}); its error is above")
+
+    def start_epoch(self) -> None:
+        self.process.stdin.write("epoch\n")
+        self.process.stdin.flush()
+
+    def epoch_seconds(self) -> float:
+        return float(self._reply())
+
+    def __call__(self) -> float:
+        self.start_epoch()
+        return self.epoch_seconds()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.stdin.write("quit\n")
+            self.process.stdin.close()
+            self.process.wait(timeout=60)
 
 
 class SideBySide:
-    """``jobs`` worker processes that run an epoch at the same moment when called."""
+    """Several :class:`LoopProcess` trainings that run an epoch at the same moment when called."""
 
-    def __init__(self, args: argparse.Namespace, data_dir: Path, tmp: Path) -> None:
-        context = multiprocessing.get_context("spawn")  # no forked torch state
-        self.conns, self.procs = [], []
-        for job in range(args.jobs):
-            ours, theirs = context.Pipe()
-            proc = context.Process(target=side_by_side_worker, args=(theirs, args, data_dir, tmp / f"job{job}", job),
-                                   daemon=True)
-            proc.start()
-            self.conns.append(ours)
-            self.procs.append(proc)
-        for conn in self.conns:
-            if conn.recv() != "ready":
-                raise RuntimeError("a side-by-side training did not start")
+    def __init__(self, trainings: list[LoopProcess]) -> None:
+        self.trainings = trainings
         self.epochs: list[list[float]] = []  # per call: each training's epoch seconds
 
     def __call__(self) -> float:
         start = time.perf_counter()
-        for conn in self.conns:
-            conn.send("epoch")
-        self.epochs.append([conn.recv() for conn in self.conns])
+        for training in self.trainings:
+            training.start_epoch()
+        self.epochs.append([training.epoch_seconds() for training in self.trainings])
         return time.perf_counter() - start
 
     def close(self) -> None:
-        for conn in self.conns:
-            conn.send("stop")
-        for proc in self.procs:
-            proc.join(timeout=30)
+        for training in self.trainings:
+            training.close()
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        data_dir = args.data.resolve() if args.data else generate_small_dataset(tmp / "synthetic", args)
-        torch.set_num_threads(args.threads)
-        single = LoopRun(loop_config(args.config, args.samples, args.opts), data_dir, 1, tmp / "single")
-        side = SideBySide(args, data_dir, tmp)
+        data_dir = args.data.resolve() if args.data else generate_small_dataset(Path(tmp_name) / "synthetic", args)
+        processes: list[LoopProcess] = []
         try:
+            processes.append(LoopProcess("A", args, data_dir, args.threads, seed=0))
+            side = SideBySide([LoopProcess(f"B{job + 1}", args, data_dir, args.threads_per_job, seed=job)
+                               for job in range(args.jobs)])
+            processes += side.trainings
+            contestants = {"A": processes[0], "B": side}
             print(f"A: one training of {args.config}, {args.threads} thread(s); B: {args.jobs} trainings side by "
-                  f"side, {args.threads_per_job} thread(s) each; {single.samples} samples per epoch each; "
-                  f"{args.rounds} rounds after 1 warm-up, alternating\n")
-            samples = alternate({"A": single, "B": side}, args.rounds)
-            report(samples, single.samples, args.jobs, side.epochs[1:])
+                  f"side, {args.threads_per_job} thread(s) each; {processes[0].samples} samples per epoch each")
+            if args.before is not None:
+                processes.append(LoopProcess("P", args, data_dir, args.threads, seed=0, source=args.before))
+                contestants["P"] = processes[-1]
+                print(f"P: one training as A with the lib of {processes[-1].lib}")
+            print(f"A runs {processes[0].lib}; {args.rounds} rounds after 1 warm-up, alternating\n")
+            samples = alternate(contestants, args.rounds)
+            report(samples, processes[0].samples, args.jobs, side.epochs[1:])
         finally:
-            side.close()
-            single.close()
+            for process in processes:
+                process.close()
 
 
 def report(samples: dict[str, Samples], per_epoch: int, jobs: int, side_epochs: list[list[float]]) -> None:
-    one = sorted(per_epoch / t for t in samples["A"].seconds)
-    together = sorted(jobs * per_epoch / t for t in samples["B"].seconds)
-    print(f"A: {statistics.median(one):.2f} samples/s (min {one[0]:.2f}, max {one[-1]:.2f}); "
-          f"epoch {samples['A'].summary()}")
-    print(f"B: {statistics.median(together):.2f} samples/s in all (min {together[0]:.2f}, max {together[-1]:.2f}); "
-          f"wall per round {samples['B'].summary()}")
-    each = sorted(t for epoch in side_epochs for t in epoch)
-    print(f"   each training's epoch: median {statistics.median(each):.3f} s (min {each[0]:.3f}, max {each[-1]:.3f})")
-    # B's seconds per `per_epoch` samples = its wall / jobs: the ratio of A's to it is B's samples/s over A's
-    per_sample_b = Samples("A samples/s", [t / jobs for t in samples["B"].seconds])
-    print("ratio measured in this run: " + paired_ratio(Samples("B samples/s", samples["A"].seconds), per_sample_b))
+    # seconds per `per_epoch` samples: B's wall divided by its trainings; ratios of these are samples/s ratios
+    per_samples = {name: [t / (jobs if name == "B" else 1) for t in s.seconds] for name, s in samples.items()}
+    for name, seconds in per_samples.items():
+        rates = sorted(per_epoch / t for t in seconds)
+        what = "samples/s in all" if name == "B" else "samples/s"
+        print(f"{name}: {statistics.median(rates):.2f} {what} (min {rates[0]:.2f}, max {rates[-1]:.2f}); "
+              f"{'wall per round' if name == 'B' else 'epoch'} {samples[name].summary()}")
+        if name == "B":
+            each = sorted(t for epoch in side_epochs for t in epoch)
+            print(f"   each training's epoch: median {statistics.median(each):.3f} s (min {each[0]:.3f}, "
+                  f"max {each[-1]:.3f})")
+    pairs = [("B", "A")] + [(name, "P") for name in ("A", "B") if "P" in samples]
+    print("ratios measured in this run:")
+    for faster, slower in pairs:
+        print("  " + paired_ratio(Samples(f"{faster} samples/s", per_samples[slower]),
+                                  Samples(f"{slower} samples/s", per_samples[faster])))
 
 
 if __name__ == "__main__":

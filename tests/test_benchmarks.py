@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,8 @@ HELP_WORDS = {
     "bench_tracker.py": ("tracker.track()", "--original", "--banks", "bf16"),
     "bench_train_step.py": ("Trainer.train_epoch", "--keep", "--epoch", "clipping", "--original"),
     "bench_train_loop.py": ("samples per second", "--opts", "data", "backward", "optimizer"),
-    "bench_parallel_training.py": ("side by side", "--jobs", "--threads-per-job"),
+    "bench_parallel_training.py": ("side by side", "--jobs", "--threads-per-job", "--before"),
+    "loop_worker.py": ("--source", "@@ready", "LoopRun"),
     "bench_cls_overhead.py": ("stand-in",),
     "bench_data.py": ("--part",),
     "original_worker.py": ("--original",),
@@ -96,16 +98,36 @@ def test_train_loop_smoke(tmp_path):
 
 
 def test_parallel_training_smoke(tmp_path):
+    """A, B and, with --before, P: a training that runs the lib of another source tree (a copy here)."""
+    before = tmp_path / "before"
+    for part in ("lib", "experiments"):  # a checkout: the package and its experiment configs
+        shutil.copytree(BENCHMARKS.parent / part, before / part, ignore=shutil.ignore_patterns("__pycache__"))
     out = run_script("bench_parallel_training.py", "--config", "hiptrack_cls_tiny", "--sequences", "3", "--frames",
-                     "24", "--samples", "4", "--rounds", "1", "--jobs", "2", cwd=tmp_path).stdout
+                     "24", "--samples", "4", "--rounds", "1", "--jobs", "2", "--before", str(before),
+                     cwd=tmp_path).stdout
     assert "B: 2 trainings side by side, 1 thread(s) each" in out
+    assert f"P: one training as A with the lib of {before.resolve() / 'lib'}" in out
+    assert f"A runs {BENCHMARKS.parent / 'lib'}" in out
     assert "samples/s in all" in out and "each training's epoch" in out
-    assert "B samples/s / A samples/s:" in out
+    for ratio in ("B samples/s / A samples/s:", "A samples/s / P samples/s:", "B samples/s / P samples/s:"):
+        assert ratio in out
 
 
 def test_parallel_training_needs_two_jobs(tmp_path):
     result = run_script("bench_parallel_training.py", "--jobs", "1", cwd=tmp_path, check=False)
     assert result.returncode == 2 and "side by side needs at least 2" in result.stderr
+
+
+def test_parallel_training_before_must_be_a_checkout(tmp_path):
+    result = run_script("bench_parallel_training.py", "--before", str(tmp_path), cwd=tmp_path, check=False)
+    assert result.returncode == 2 and f"--before {tmp_path}: no lib/__init__.py there" in result.stderr
+
+
+def test_loop_worker_reports_a_bad_source(tmp_path):
+    result = run_script("loop_worker.py", "--data", str(tmp_path), "--source", str(tmp_path), cwd=tmp_path,
+                        check=False)
+    assert result.returncode == 1
+    assert result.stdout.strip() == f"@@error --source {tmp_path}: no lib/__init__.py there (not a checkout of this project)"
 
 
 def test_model_component_smoke(tmp_path):
