@@ -11,6 +11,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,3 +182,67 @@ class OriginalProcess:
             self.process.stdin.write("quit\n")
             self.process.stdin.close()
             self.process.wait(timeout=60)
+
+
+class KernelFloor:
+    """The matrix products, convolutions and attention kernels of one network call, run again alone.
+
+    Built from one call of ``run()`` (e.g. a ``track()``): forward pre-hooks record every ``nn.Linear``
+    and ``nn.Conv2d`` call (module, input shape and strides) and every attention block's input (its
+    fused ``scaled_dot_product_attention`` kernel is rerun; the CE blocks' few template rows of attention
+    probabilities are not). Each call of the object runs all of them back to back on random inputs of
+    the recorded shapes and layouts and returns the seconds; ``last`` holds the seconds by kind of that
+    pass and ``flops`` the FLOP by kind. This is the time of the call if everything but these kernels
+    were free: the floor of any implementation with the same kernels and arithmetic.
+    """
+
+    def __init__(self, net: torch.nn.Module, run: Callable[[], object]) -> None:
+        from lib.models.layers.attn_blocks import Attention
+
+        kinds = ((torch.nn.Linear, "linear"), (torch.nn.Conv2d, "convolution"), (Attention, "attention"))
+        self.calls: list[tuple[str, torch.nn.Module, tuple[torch.Tensor, ...]]] = []
+        hooks = [module.register_forward_pre_hook(lambda m, args, kind=kind: self._record(kind, m, args[0]))
+                 for module in net.modules() for cls, kind in kinds if isinstance(module, cls)]
+        try:
+            run()
+        finally:
+            for hook in hooks:
+                hook.remove()
+        self.flops: dict[str, float] = {}
+        for kind, module, inputs in self.calls:
+            self.flops[kind] = self.flops.get(kind, 0.0) + self._flops(kind, module, inputs)
+        self.last: dict[str, float] = {}
+
+    def _record(self, kind: str, module: torch.nn.Module, x: torch.Tensor) -> None:
+        if kind == "attention":  # q, k, v of (B, heads, N, head_dim), as the block hands them to the kernel
+            batch, tokens, channels = x.shape
+            heads = module.num_heads
+            inputs = tuple(torch.randn(batch, heads, tokens, channels // heads) for _ in range(3))
+        else:
+            inputs = (torch.empty_strided(tuple(x.shape), x.stride(), dtype=x.dtype).normal_(),)
+        self.calls.append((kind, module, inputs))
+
+    @staticmethod
+    def _flops(kind: str, module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> float:
+        x = inputs[0]
+        if kind == "linear":
+            return 2.0 * x.numel() // module.in_features * module.in_features * module.out_features
+        if kind == "attention":
+            batch, heads, tokens, dim = x.shape
+            return 4.0 * batch * heads * tokens * tokens * dim  # scores and weighted values
+        with torch.inference_mode():
+            out_pixels = module(x[:1]).shape[-2:].numel()  # one sample: the output's size
+        return 2.0 * x.shape[0] * module.out_channels * out_pixels * module.in_channels // module.groups \
+            * module.kernel_size[0] * module.kernel_size[1]
+
+    def __call__(self) -> float:
+        self.last = {}
+        with torch.inference_mode():
+            for kind, module, inputs in self.calls:
+                start = time.perf_counter()
+                if kind == "attention":
+                    torch.nn.functional.scaled_dot_product_attention(*inputs)
+                else:
+                    module(*inputs)
+                self.last[kind] = self.last.get(kind, 0.0) + time.perf_counter() - start
+        return sum(self.last.values())

@@ -12,7 +12,12 @@ on ``--cls-config`` without challenge predictions; ``cls+pred``: the same with p
 run) times ``--precision`` (fp32, bf16), all sharing one set of weights; with ``--original DIR``
 also the ORIGINAL HIPTrack's tracker (a checkout of github WenRuiCai/HIPTrack, fp32, its YAML
 ``--original-config``) on the same frame, box and bank size, run in a worker process
-(``original_worker.py``). They are timed in rounds, one call each per round, the first rotating.
+(``original_worker.py``). With ``--floor`` also "ours fp32 kernels alone": the matrix products,
+convolutions and attention kernels of our fp32 frame run again alone, back to back, on random inputs
+of the same shapes (``bench_common.KernelFloor``; the memory read-out's products are not included):
+what our frame would take if everything else cost nothing, so its ratio to the original says how far
+any implementation with these kernels could go. They are timed in rounds, one call each per round,
+the first rotating.
 
 Prints, per bank: each contestant's median seconds with min / IQR / max; the paired ratios of this
 run (each contestant against the first, and ours against the original); then the growth of each
@@ -22,6 +27,7 @@ last, labelled as such and never divided by.
     python benchmarks/bench_tracker.py                                   # fp32 vs bf16, banks 2 50 100 150
     python benchmarks/bench_tracker.py --original /work/original-hiptrack --banks 2 150
     python benchmarks/bench_tracker.py --variants plain cls cls+pred --precision fp32
+    python benchmarks/bench_tracker.py --original /work/original-hiptrack --banks 2 --precision fp32 --floor
     python benchmarks/bench_tracker.py --config hiptrack_tiny --banks 2 --frames 1   # smoke run
 """
 from __future__ import annotations
@@ -34,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench_common import (OriginalProcess, Samples, alternate, fill_memory, like_for_like_warning,
+from bench_common import (KernelFloor, OriginalProcess, Samples, alternate, fill_memory, like_for_like_warning,
                           original_dir_problem, paired_ratio, print_recorded, print_rows)
 from lib.config.hiptrack import load_config, resolve_experiment_config
 from lib.models import build_model
@@ -109,12 +115,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--original-config", default="hiptrack_got",
                         help="the original's experiment YAML name (default hiptrack_got)")
     parser.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for ours")
+    parser.add_argument("--floor", action="store_true",
+                        help="also time the kernels of our fp32 frame run alone (the floor of the same kernels)")
     parser.add_argument("--verbose", action="store_true", help="print every timed call")
     args = parser.parse_args(argv)
     if min(args.banks) < 1 or args.frames < 1:
         parser.error("--banks and --frames must be >= 1")
     if problem := original_dir_problem(args.original):
         parser.error(problem)
+    if args.floor and "fp32" not in args.precision:
+        parser.error("--floor times the kernels of our fp32 frame: add fp32 to --precision")
     return args
 
 
@@ -139,6 +149,10 @@ def main(argv: list[str] | None = None) -> None:
         for bank in args.banks:
             contestants: dict[str, Callable[[], float]] = {
                 f"ours {name}": TimedFrame(tracker, image, bank) for name, tracker in trackers.items()}
+            if args.floor:
+                fp32 = next(name for name in trackers if name.endswith("fp32"))
+                contestants[f"ours {fp32} kernels alone"] = KernelFloor(trackers[fp32].network,
+                                                                        contestants[f"ours {fp32}"])
             if original is not None:
                 original.set_bank(bank)
                 contestants["original fp32"] = original.frame

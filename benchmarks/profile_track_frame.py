@@ -16,6 +16,15 @@ split into stages by wrapping the functions and modules that implement them:
 Prints the median of each stage over ``--frames`` read-only frames and ``--frames`` writing frames,
 per bank size, and the growth of the read-only frame with the bank.
 
+Then the kernel floor of a read-only frame (bank of the first ``--banks`` size;
+``bench_common.KernelFloor``): every matrix product and convolution the network ran in that frame (each
+``nn.Linear`` and ``nn.Conv2d`` call, with its input's shape and layout, and each attention's fused
+kernel) run again alone, back to back, on random inputs of those shapes (median of ``--frames``
+passes). That is what the frame would take if everything else (normalisation, activations, token
+selection, copies, Python, cropping, decoding) cost nothing: a lower bound for an implementation with
+the same kernels and the same arithmetic, printed by kind with its GFLOP and rate beside the measured
+frame.
+
     python benchmarks/profile_track_frame.py [--threads 2] [--frames 5] [--banks 2 50 100 150] [--timer wall]
 """
 from __future__ import annotations
@@ -31,6 +40,7 @@ import torch
 
 import lib.models.hiptrack.hiptrack as hiptrack_model
 import lib.test.tracker.hiptrack as hiptrack_tracker
+from bench_common import KernelFloor
 from bench_model import fill_memory
 from lib.config.hiptrack import load_config, resolve_experiment_config
 from lib.models import build_model
@@ -121,6 +131,21 @@ def timed_frame(tracker: HIPTrackTracker, clock: StageClock, image: np.ndarray, 
     return seconds
 
 
+def print_kernel_floor(tracker: HIPTrackTracker, clock: StageClock, image: np.ndarray, bank: int,
+                       repeats: int) -> None:
+    prepare(tracker, image, bank)
+    floor = KernelFloor(tracker.network, lambda: timed_frame(tracker, clock, image, write=False))
+    measured = statistics.median(timed_frame(tracker, clock, image, write=False)["total"] for _ in range(repeats))
+    passes = [(floor(), dict(floor.last)) for _ in range(repeats + 1)][1:]
+    total, by_kind = sorted(passes, key=lambda p: p[0])[len(passes) // 2]  # the median pass
+    parts = ", ".join(f"{kind} {seconds:.3f} s ({floor.flops[kind] / 1e9:.1f} GFLOP, "
+                      f"{floor.flops[kind] / seconds / 1e9:.0f} GFLOP/s)" for kind, seconds in by_kind.items())
+    print(f"kernel floor of a read-only frame, bank {bank} ({len(floor.calls)} kernel calls run alone, back to back, "
+          f"wall time, median of {repeats}): {total:.3f} s = {parts}")
+    print(f"measured frame {measured:.3f} s; everything but these kernels {measured - total:.3f} s "
+          f"({100 * (measured - total) / measured:.0f}%)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
@@ -150,6 +175,7 @@ def main() -> None:
             print(f"bank {bank:4d} {'write' if write else 'read '}: total {med['total']:.3f} s = {parts}")
     base = totals[args.banks[0]]
     print("growth of the read-only frame: " + ", ".join(f"{b}: {t:.3f} s ({t / base:.2f}x)" for b, t in totals.items()))
+    print_kernel_floor(tracker, clock, image, args.banks[0], args.frames)
 
 
 if __name__ == "__main__":

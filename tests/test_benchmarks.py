@@ -54,8 +54,9 @@ def test_help(name, tmp_path):
 
 def test_tracker_smoke(tmp_path):
     out = run_script("bench_tracker.py", "--config", "hiptrack_tiny", "--banks", "2", "3", "--frames", "1",
-                     cwd=tmp_path).stdout
+                     "--floor", cwd=tmp_path).stdout
     assert "tracker.track() on a 640x480 frame" in out
+    assert "ours plain fp32 kernels alone / ours plain fp32:" in out
     for bank in (2, 3):
         assert f"bank of {bank} frames, seconds per track():" in out
     assert "ours plain fp32" in out and "ours plain bf16" in out
@@ -63,6 +64,11 @@ def test_tracker_smoke(tmp_path):
     assert "growth with the memory bank" in out
     assert "recorded elsewhere, not a ratio" in out
     assert "0.557 s" in out.split("recorded elsewhere, not a ratio")[1]  # only in the labelled block
+
+
+def test_tracker_floor_needs_fp32(tmp_path):
+    result = run_script("bench_tracker.py", "--floor", "--precision", "bf16", cwd=tmp_path, check=False)
+    assert result.returncode == 2 and "add fp32 to --precision" in result.stderr
 
 
 def test_tracker_rejects_a_folder_that_is_not_hiptrack(tmp_path):
@@ -177,3 +183,36 @@ def test_like_for_like_warning_names_the_differences(common, tmp_path):
         assert difference in warning
     vit_b = load_config(resolve_experiment_config("hiptrack_got"))
     assert common.like_for_like_warning(vit_b, tmp_path, "orig") is None
+
+
+def test_kernel_floor_records_every_kernel_call_and_counts_its_flops(common):
+    """Each Linear / Conv2d call and attention block of one forward is recorded with its shape and layout,
+    with the FLOP of that shape; a pass reruns them all and reports seconds by kind."""
+    import torch
+    from lib.models.layers.attn_blocks import Attention
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 8, 3, padding=1, stride=2)
+            self.attn = Attention(8, num_heads=2)
+            self.fc = torch.nn.Linear(8, 5)
+
+        def forward(self, x):
+            x = self.conv(x)                                   # (2, 8, 2, 2)
+            tokens = x.flatten(2).transpose(1, 2)              # (2, 4, 8)
+            return self.fc(self.attn(tokens)[0]), self.fc(tokens[:1])
+
+    net = Net()
+    floor = common.KernelFloor(net, lambda: net(torch.randn(2, 3, 4, 4).contiguous(memory_format=torch.channels_last)))
+    assert [kind for kind, _, _ in floor.calls] == ["convolution", "attention", "linear", "linear", "linear", "linear"]
+    conv_input = floor.calls[0][2][0]
+    assert conv_input.shape == (2, 3, 4, 4) and conv_input.is_contiguous(memory_format=torch.channels_last)
+    assert [tuple(q.shape) for q in floor.calls[1][2]] == [(2, 2, 4, 4)] * 3  # q, k, v per head
+    assert floor.flops["convolution"] == 2 * 2 * 8 * 4 * 3 * 9       # batch, out channels, 2x2 outputs, 3x3x3
+    assert floor.flops["attention"] == 4 * 2 * 2 * 4 * 4 * 4          # batch, heads, tokens^2, head dim
+    # qkv 8->24 and proj 8->8 on 2x4 tokens, fc 8->5 on 2x4 and on 1x4 tokens
+    assert floor.flops["linear"] == 2 * (8 * 8 * 24 + 8 * 8 * 8 + 8 * 8 * 5 + 4 * 8 * 5)
+    seconds = floor()
+    assert set(floor.last) == {"convolution", "attention", "linear"}
+    assert seconds == pytest.approx(sum(floor.last.values())) and seconds > 0
