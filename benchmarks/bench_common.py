@@ -193,11 +193,15 @@ class KernelFloor:
     probabilities are not). Each call of the object runs all of them back to back on random inputs of
     the recorded shapes and layouts and returns the seconds; ``last`` holds the seconds by kind of that
     pass and ``flops`` the FLOP by kind. This is the time of the call if everything but these kernels
-    were free: the floor of any implementation with the same kernels and arithmetic.
+    were free: the floor of any implementation with the same kernels and arithmetic. ``autocast``: the
+    dtype the call ran under ``torch.autocast`` (a bf16 tracker), None for none; the kernels rerun
+    under it, the attention kernel in that dtype.
     """
 
-    def __init__(self, net: torch.nn.Module, run: Callable[[], object]) -> None:
+    def __init__(self, net: torch.nn.Module, run: Callable[[], object], autocast: torch.dtype | None = None) -> None:
         from lib.models.layers.attn_blocks import Attention
+
+        self.autocast = autocast
 
         kinds = ((torch.nn.Linear, "linear"), (torch.nn.Conv2d, "convolution"), (Attention, "attention"))
         self.calls: list[tuple[str, torch.nn.Module, tuple[torch.Tensor, ...]]] = []
@@ -217,7 +221,8 @@ class KernelFloor:
         if kind == "attention":  # q, k, v of (B, heads, N, head_dim), as the block hands them to the kernel
             batch, tokens, channels = x.shape
             heads = module.num_heads
-            inputs = tuple(torch.randn(batch, heads, tokens, channels // heads) for _ in range(3))
+            dtype = self.autocast or x.dtype
+            inputs = tuple(torch.randn(batch, heads, tokens, channels // heads, dtype=dtype) for _ in range(3))
         else:
             inputs = (torch.empty_strided(tuple(x.shape), x.stride(), dtype=x.dtype).normal_(),)
         self.calls.append((kind, module, inputs))
@@ -230,14 +235,17 @@ class KernelFloor:
         if kind == "attention":
             batch, heads, tokens, dim = x.shape
             return 4.0 * batch * heads * tokens * tokens * dim  # scores and weighted values
-        with torch.inference_mode():
-            out_pixels = module(x[:1]).shape[-2:].numel()  # one sample: the output's size
+        out_pixels = 1
+        for size, kernel, stride, padding, dilation in zip(x.shape[-2:], module.kernel_size, module.stride,
+                                                           module.padding, module.dilation):
+            out_pixels *= (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
         return 2.0 * x.shape[0] * module.out_channels * out_pixels * module.in_channels // module.groups \
             * module.kernel_size[0] * module.kernel_size[1]
 
     def __call__(self) -> float:
         self.last = {}
-        with torch.inference_mode():
+        autocast = torch.autocast("cpu", dtype=self.autocast, enabled=self.autocast is not None)
+        with torch.inference_mode(), autocast:
             for kind, module, inputs in self.calls:
                 start = time.perf_counter()
                 if kind == "attention":

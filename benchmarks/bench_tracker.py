@@ -12,9 +12,9 @@ on ``--cls-config`` without challenge predictions; ``cls+pred``: the same with p
 run) times ``--precision`` (fp32, bf16), all sharing one set of weights; with ``--original DIR``
 also the ORIGINAL HIPTrack's tracker (a checkout of github WenRuiCai/HIPTrack, fp32, its YAML
 ``--original-config``) on the same frame, box and bank size, run in a worker process
-(``original_worker.py``). With ``--floor`` also "ours fp32 kernels alone": the matrix products,
-convolutions and attention kernels of our fp32 frame run again alone, back to back, on random inputs
-of the same shapes (``bench_common.KernelFloor``; the memory read-out's products are not included):
+(``original_worker.py``). With ``--floor`` also "ours ... kernels alone" for each of ours: the matrix
+products, convolutions and attention kernels of its frame run again alone, back to back, on random
+inputs of the same shapes and dtypes (a bf16 frame's under bf16 autocast) (``bench_common.KernelFloor``; the memory read-out's products are not included):
 what our frame would take if everything else cost nothing, so its ratio to the original says how far
 any implementation with these kernels could go. They are timed in rounds, one call each per round,
 the first rotating.
@@ -116,15 +116,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the original's experiment YAML name (default hiptrack_got)")
     parser.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for ours")
     parser.add_argument("--floor", action="store_true",
-                        help="also time the kernels of our fp32 frame run alone (the floor of the same kernels)")
+                        help="also time the kernels of each of our frames run alone (the floor of the same kernels)")
     parser.add_argument("--verbose", action="store_true", help="print every timed call")
     args = parser.parse_args(argv)
     if min(args.banks) < 1 or args.frames < 1:
         parser.error("--banks and --frames must be >= 1")
     if problem := original_dir_problem(args.original):
         parser.error(problem)
-    if args.floor and "fp32" not in args.precision:
-        parser.error("--floor times the kernels of our fp32 frame: add fp32 to --precision")
     return args
 
 
@@ -150,9 +148,10 @@ def main(argv: list[str] | None = None) -> None:
             contestants: dict[str, Callable[[], float]] = {
                 f"ours {name}": TimedFrame(tracker, image, bank) for name, tracker in trackers.items()}
             if args.floor:
-                fp32 = next(name for name in trackers if name.endswith("fp32"))
-                contestants[f"ours {fp32} kernels alone"] = KernelFloor(trackers[fp32].network,
-                                                                        contestants[f"ours {fp32}"])
+                for name, tracker in trackers.items():
+                    dtype = torch.bfloat16 if tracker.precision == "bf16" else None
+                    contestants[f"ours {name} kernels alone"] = KernelFloor(tracker.network, contestants[f"ours {name}"],
+                                                                            autocast=dtype)
             if original is not None:
                 original.set_bank(bank)
                 contestants["original fp32"] = original.frame

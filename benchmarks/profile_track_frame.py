@@ -25,7 +25,8 @@ selection, copies, Python, cropping, decoding) cost nothing: a lower bound for a
 the same kernels and the same arithmetic, printed by kind with its GFLOP and rate beside the measured
 frame.
 
-    python benchmarks/profile_track_frame.py [--threads 2] [--frames 5] [--banks 2 50 100 150] [--timer wall]
+    python benchmarks/profile_track_frame.py [--threads 2] [--frames 5] [--banks 2 50 100 150] [--precision fp32|bf16]
+        [--timer wall]
 """
 from __future__ import annotations
 
@@ -93,10 +94,10 @@ def instrument(tracker: HIPTrackTracker, clock: StageClock) -> None:
         clock.time_module(name, module)
 
 
-def build_tracker(max_mem: int) -> HIPTrackTracker:
+def build_tracker(max_mem: int, precision: str) -> HIPTrackTracker:
     cfg = load_config(resolve_experiment_config("hiptrack"), opts=["MODEL.PRETRAIN_FILE=", f"MODEL.MAX_MEM={max_mem}"])
     torch.manual_seed(0)
-    return HIPTrackTracker(build_model(cfg, training=False), cfg)
+    return HIPTrackTracker(build_model(cfg, training=False), cfg, precision=precision)
 
 
 def prepare(tracker: HIPTrackTracker, image: np.ndarray, bank: int) -> None:
@@ -134,7 +135,8 @@ def timed_frame(tracker: HIPTrackTracker, clock: StageClock, image: np.ndarray, 
 def print_kernel_floor(tracker: HIPTrackTracker, clock: StageClock, image: np.ndarray, bank: int,
                        repeats: int) -> None:
     prepare(tracker, image, bank)
-    floor = KernelFloor(tracker.network, lambda: timed_frame(tracker, clock, image, write=False))
+    floor = KernelFloor(tracker.network, lambda: timed_frame(tracker, clock, image, write=False),
+                        autocast=torch.bfloat16 if tracker.precision == "bf16" else None)
     measured = statistics.median(timed_frame(tracker, clock, image, write=False)["total"] for _ in range(repeats))
     passes = [(floor(), dict(floor.last)) for _ in range(repeats + 1)][1:]
     total, by_kind = sorted(passes, key=lambda p: p[0])[len(passes) // 2]  # the median pass
@@ -151,17 +153,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--frames", type=int, default=5, help="timed frames per kind and bank size")
     parser.add_argument("--banks", type=int, nargs="+", default=[2, 50, 100, 150], help="memory bank sizes")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="TEST.PRECISION (default fp32)")
     parser.add_argument("--timer", choices=sorted(TIMERS), default="wall",
                         help="wall clock, or this process's CPU time (steadier on a loaded machine; use --threads 1)")
     args = parser.parse_args()
     global timer
     timer = TIMERS[args.timer]
     torch.set_num_threads(args.threads)
-    tracker = build_tracker(max(args.banks) + 1)  # room for the timed write
+    tracker = build_tracker(max(args.banks) + 1, args.precision)  # room for the timed write
     clock = StageClock()
     instrument(tracker, clock)
     image = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
-    print(f"ViT-B hiptrack tracker, random weights, threads {args.threads}, {args.timer} time, "
+    print(f"ViT-B hiptrack tracker, {args.precision}, random weights, threads {args.threads}, {args.timer} time, "
           f"median of {args.frames} frames")
     totals = {}
     for bank in args.banks:

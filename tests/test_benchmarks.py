@@ -57,6 +57,7 @@ def test_tracker_smoke(tmp_path):
                      "--floor", cwd=tmp_path).stdout
     assert "tracker.track() on a 640x480 frame" in out
     assert "ours plain fp32 kernels alone / ours plain fp32:" in out
+    assert "ours plain bf16 kernels alone / ours plain fp32:" in out
     for bank in (2, 3):
         assert f"bank of {bank} frames, seconds per track():" in out
     assert "ours plain fp32" in out and "ours plain bf16" in out
@@ -64,11 +65,6 @@ def test_tracker_smoke(tmp_path):
     assert "growth with the memory bank" in out
     assert "recorded elsewhere, not a ratio" in out
     assert "0.557 s" in out.split("recorded elsewhere, not a ratio")[1]  # only in the labelled block
-
-
-def test_tracker_floor_needs_fp32(tmp_path):
-    result = run_script("bench_tracker.py", "--floor", "--precision", "bf16", cwd=tmp_path, check=False)
-    assert result.returncode == 2 and "add fp32 to --precision" in result.stderr
 
 
 def test_tracker_rejects_a_folder_that_is_not_hiptrack(tmp_path):
@@ -216,3 +212,24 @@ def test_kernel_floor_records_every_kernel_call_and_counts_its_flops(common):
     seconds = floor()
     assert set(floor.last) == {"convolution", "attention", "linear"}
     assert seconds == pytest.approx(sum(floor.last.values())) and seconds > 0
+
+
+def test_kernel_floor_of_a_bf16_network_reruns_under_autocast(common):
+    """A bf16 tracker's network holds bf16 weights and gets fp32 inputs under autocast: the floor reruns
+    its kernels the same way (no dtype mismatch), the attention kernel on bf16 inputs."""
+    import torch
+    from lib.models.layers.attn_blocks import Attention
+    from lib.utils.precision import autocast_weight_copy
+
+    net = autocast_weight_copy(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1), torch.nn.Flatten(2)), torch.bfloat16)
+    attn = autocast_weight_copy(Attention(8, num_heads=2), torch.bfloat16)
+
+    def run():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            attn(net(torch.randn(1, 3, 2, 2)).transpose(1, 2))
+
+    floor = common.KernelFloor(torch.nn.ModuleList([net, attn]), run, autocast=torch.bfloat16)
+    assert [kind for kind, _, _ in floor.calls] == ["convolution", "attention", "linear", "linear"]
+    assert floor.calls[0][2][0].dtype == torch.float32  # the conv's input as recorded: fp32, cast by autocast
+    assert {q.dtype for q in floor.calls[1][2]} == {torch.bfloat16}
+    assert floor() > 0
