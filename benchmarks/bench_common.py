@@ -133,31 +133,52 @@ def like_for_like_warning(cfg, original: Path, config: str) -> str | None:
     return f"NOT like for like (ours vs the original's {config}.yaml): " + "; ".join(differ) if differ else None
 
 
-class OriginalProcess:
-    """The original HIPTrack in a worker process (``original_worker.py``; its package is also called ``lib``)."""
+class WorkerProcess:
+    """A benchmark worker script in its own process, driven over a pipe: one command line in, replies
+    as lines starting with ``@@`` (its other prints are skipped), ``@@error ...`` raised here."""
 
-    def __init__(self, original: Path, config: str, threads: int) -> None:
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # so that 'lib' is the original's
-        self.process = subprocess.Popen(
-            [sys.executable, "-W", "ignore", str(WORKER), "--original", str(original), "--config", config,
-             "--threads", str(threads)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=original)
-        self._reply()  # "ready": built
+    def __init__(self, name: str, command: list[str], env: dict[str, str], cwd: Path | None = None) -> None:
+        self.name = name
+        self.process = subprocess.Popen([sys.executable, "-W", "ignore", *command], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True, env=env, cwd=cwd)
 
     def _reply(self) -> str:
-        """The worker's next protocol reply (its own prints are skipped)."""
+        """The worker's next protocol reply."""
         for line in self.process.stdout:
             if line.startswith("@@"):
                 reply = line[2:].strip()
                 if reply.startswith("error"):
-                    raise RuntimeError(f"original worker: {reply}")
+                    raise RuntimeError(f"{self.name}: {reply}")
                 return reply
-        raise RuntimeError(f"the original's worker ended (exit code {self.process.wait()}); its error is above")
+        raise RuntimeError(f"{self.name} ended (exit code {self.process.wait()}); its error is above")
 
-    def _ask(self, command: str) -> str:
+    def _send(self, command: str) -> None:
         self.process.stdin.write(command + "\n")
         self.process.stdin.flush()
+
+    def _ask(self, command: str) -> str:
+        self._send(command)
         return self._reply()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.stdin.write("quit\n")
+            self.process.stdin.close()
+            self.process.wait(timeout=60)
+
+
+def environment_without_pythonpath() -> dict[str, str]:
+    """This process's environment minus ``PYTHONPATH``: a worker's ``lib`` is the one it chooses."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
+class OriginalProcess(WorkerProcess):
+    """The original HIPTrack in a worker process (``original_worker.py``; its package is also called ``lib``)."""
+
+    def __init__(self, original: Path, config: str, threads: int) -> None:
+        super().__init__("original worker", [str(WORKER), "--original", str(original), "--config", config,
+                                             "--threads", str(threads)], environment_without_pythonpath(), original)
+        self._reply()  # "ready": built
 
     def set_bank(self, bank: int) -> None:
         """Start a video of the original's tracker with a memory bank of ``bank`` frames."""
@@ -176,12 +197,6 @@ class OriginalProcess:
     def step(self) -> float:
         """Seconds of one training step of the original (after :meth:`set_train`)."""
         return float(self._ask("step"))
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.stdin.write("quit\n")
-            self.process.stdin.close()
-            self.process.wait(timeout=60)
 
 
 class KernelFloor:

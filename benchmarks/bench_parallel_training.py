@@ -27,15 +27,12 @@ two, a three-seed study six or more).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench_common import Samples, alternate, paired_ratio
+from bench_common import Samples, WorkerProcess, alternate, environment_without_pythonpath, paired_ratio
 from bench_train_loop import add_loop_data_arguments, generate_small_dataset
 from lib.utils.runtime import available_cores
 
@@ -69,35 +66,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-class LoopProcess:
+class LoopProcess(WorkerProcess):
     """One training in a ``loop_worker.py`` process; :meth:`start_epoch` / :meth:`epoch_seconds` run one epoch."""
 
     def __init__(self, name: str, args: argparse.Namespace, data_dir: Path, threads: int, seed: int,
                  source: Path | None = None) -> None:
-        self.name = name
-        command = [sys.executable, "-W", "ignore", str(WORKER), "--data", str(data_dir), "--config", args.config,
-                   "--samples", str(args.samples), "--threads", str(threads), "--seed", str(seed)]
+        command = [str(WORKER), "--data", str(data_dir), "--config", args.config, "--samples", str(args.samples),
+                   "--threads", str(threads), "--seed", str(seed)]
         if source is not None:
             command += ["--source", str(source.resolve())]
-        command += ["--opts", *args.opts]
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # 'lib' is the installed or --source one
+        env = environment_without_pythonpath()  # 'lib' is the installed or the --source one
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        super().__init__(f"training {name}", [*command, "--opts", *args.opts], env)
         _, samples, self.lib = self._reply().split(maxsplit=2)
         self.samples = int(samples)
 
-    def _reply(self) -> str:
-        for line in self.process.stdout:
-            if line.startswith("@@"):
-                reply = line[2:].strip()
-                if reply.startswith("error"):
-                    raise RuntimeError(f"training {self.name}: {reply}")
-                return reply
-        raise RuntimeError(f"training {self.name} ended (exit code {self.process.wait()}); its error is above")
-
     def start_epoch(self) -> None:
-        self.process.stdin.write("epoch\n")
-        self.process.stdin.flush()
+        self._send("epoch")
 
     def epoch_seconds(self) -> float:
         return float(self._reply())
@@ -105,12 +90,6 @@ class LoopProcess:
     def __call__(self) -> float:
         self.start_epoch()
         return self.epoch_seconds()
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.stdin.write("quit\n")
-            self.process.stdin.close()
-            self.process.wait(timeout=60)
 
 
 class SideBySide:

@@ -14,10 +14,12 @@ also the ORIGINAL HIPTrack's tracker (a checkout of github WenRuiCai/HIPTrack, f
 ``--original-config``) on the same frame, box and bank size, run in a worker process
 (``original_worker.py``). With ``--floor`` also "ours ... kernels alone" for each of ours: the matrix
 products, convolutions and attention kernels of its frame run again alone, back to back, on random
-inputs of the same shapes and dtypes (a bf16 frame's under bf16 autocast) (``bench_common.KernelFloor``; the memory read-out's products are not included):
-what our frame would take if everything else cost nothing, so its ratio to the original says how far
-any implementation with these kernels could go. They are timed in rounds, one call each per round,
-the first rotating.
+inputs of the same shapes and dtypes (a bf16 frame's under bf16 autocast; ``bench_common.KernelFloor``;
+the memory read-out's products are not included): what our frame would take if everything else cost
+nothing, so its ratio to the original says how far any implementation with these kernels could go.
+The floor's inputs share the caches with the other contestants and change their times: read our
+frame's own ratio to the original from a run without ``--floor``. They are timed in rounds, one call
+each per round, the first rotating.
 
 Prints, per bank: each contestant's median seconds with min / IQR / max; the paired ratios of this
 run (each contestant against the first, and ours against the original); then the growth of each
@@ -150,8 +152,8 @@ def main(argv: list[str] | None = None) -> None:
             if args.floor:
                 for name, tracker in trackers.items():
                     dtype = torch.bfloat16 if tracker.precision == "bf16" else None
-                    contestants[f"ours {name} kernels alone"] = KernelFloor(tracker.network, contestants[f"ours {name}"],
-                                                                            autocast=dtype)
+                    frame = contestants[f"ours {name}"]
+                    contestants[f"ours {name} kernels alone"] = KernelFloor(tracker.network, frame, autocast=dtype)
             if original is not None:
                 original.set_bank(bank)
                 contestants["original fp32"] = original.frame
