@@ -203,9 +203,9 @@ class KernelFloor:
     """The matrix products, convolutions and attention kernels of one network call, run again alone.
 
     Built from one call of ``run()`` (e.g. a ``track()``): forward pre-hooks record every ``nn.Linear``
-    and ``nn.Conv2d`` call (module, input shape and strides) and every attention block's input (its
-    fused ``scaled_dot_product_attention`` kernel is rerun; the CE blocks' few template rows of attention
-    probabilities are not). Each call of the object runs all of them back to back on random inputs of
+    (or ``PackedLinear``) and ``nn.Conv2d`` call (module, input shape and strides) and every attention
+    block's input (its fused ``scaled_dot_product_attention`` kernel is rerun; the CE blocks' few
+    template rows of attention probabilities are not). Each call of the object runs all of them back to back on random inputs of
     the recorded shapes and layouts and returns the seconds; ``last`` holds the seconds by kind of that
     pass and ``flops`` the FLOP by kind. This is the time of the call if everything but these kernels
     were free: the floor of any implementation with the same kernels and arithmetic. ``autocast``: the
@@ -215,10 +215,12 @@ class KernelFloor:
 
     def __init__(self, net: torch.nn.Module, run: Callable[[], object], autocast: torch.dtype | None = None) -> None:
         from lib.models.layers.attn_blocks import Attention
+        from lib.utils.packed_linear import PackedLinear
 
         self.autocast = autocast
 
-        kinds = ((torch.nn.Linear, "linear"), (torch.nn.Conv2d, "convolution"), (Attention, "attention"))
+        kinds = ((torch.nn.Linear, "linear"), (PackedLinear, "linear"), (torch.nn.Conv2d, "convolution"),
+                 (Attention, "attention"))
         self.calls: list[tuple[str, torch.nn.Module, tuple[torch.Tensor, ...]]] = []
         hooks = [module.register_forward_pre_hook(lambda m, args, kind=kind: self._record(kind, m, args[0]))
                  for module in net.modules() for cls, kind in kinds if isinstance(module, cls)]

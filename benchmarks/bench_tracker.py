@@ -21,15 +21,19 @@ The floor's inputs share the caches with the other contestants and change their 
 frame's own ratio to the original from a run without ``--floor``. They are timed in rounds, one call
 each per round, the first rotating.
 
+``--ab-opts TEST.KEY=VALUE ...`` adds each of ours built with those test-time overrides (same
+network), e.g. ``TEST.PACKED_LINEAR=False``: an A/B of a setting in the same rounds.
+
 Prints, per bank: each contestant's median seconds with min / IQR / max; the paired ratios of this
-run (each contestant against the first, and ours against the original); then the growth of each
-contestant's median with the bank. The original's figures recorded on other machines are printed
+run (each contestant against the first, each of ours against itself with ``--ab-opts``, and ours
+against the original); then the growth of each contestant's median with the bank. The original's figures recorded on other machines are printed
 last, labelled as such and never divided by.
 
     python benchmarks/bench_tracker.py                                   # fp32 vs bf16, banks 2 50 100 150
     python benchmarks/bench_tracker.py --original /work/original-hiptrack --banks 2 150
     python benchmarks/bench_tracker.py --variants plain cls cls+pred --precision fp32
     python benchmarks/bench_tracker.py --original /work/original-hiptrack --banks 2 --precision fp32 --floor
+    python benchmarks/bench_tracker.py --banks 2 150 --ab-opts TEST.PACKED_LINEAR=False
     python benchmarks/bench_tracker.py --config hiptrack_tiny --banks 2 --frames 1   # smoke run
 """
 from __future__ import annotations
@@ -76,23 +80,28 @@ class TimedFrame:
 
 
 def build_trackers(args: argparse.Namespace) -> dict[str, HIPTrackTracker]:
-    """``"<variant> <precision>"`` -> tracker; all variants share one set of random weights."""
+    """``"<variant> <precision>"`` -> tracker, and with ``--ab-opts`` also ``"<variant> <precision> [<opts>]"``
+    built with those test-time overrides; all share one set of random weights."""
     opts = ["MODEL.PRETRAIN_FILE=", f"MODEL.MAX_MEM={max(args.banks)}", *args.opts]
-    plain_cfg = load_config(resolve_experiment_config(args.config), opts=[*opts, "MODEL.CLS_HEAD.ENABLED=False"])
+    settings = {"": opts}
+    if args.ab_opts:
+        settings[f" [{' '.join(args.ab_opts)}]"] = [*opts, *args.ab_opts]
+    plain_cfgs = {tag: load_config(resolve_experiment_config(args.config), opts=[*o, "MODEL.CLS_HEAD.ENABLED=False"])
+                  for tag, o in settings.items()}
     torch.manual_seed(0)
-    plain_net = build_model(plain_cfg, training=False)
-    cls_net, cls_cfg = None, None
+    plain_net = build_model(plain_cfgs[""], training=False)
+    cls_net, cls_cfgs = None, {}
     if {"cls", "cls+pred"} & set(args.variants):
-        cls_cfg = load_config(resolve_experiment_config(args.cls_config), opts=opts)
+        cls_cfgs = {tag: load_config(resolve_experiment_config(args.cls_config), opts=o) for tag, o in settings.items()}
         torch.manual_seed(0)
-        cls_net = build_model(cls_cfg, training=False)
+        cls_net = build_model(cls_cfgs[""], training=False)
         plain_net.load_state_dict({k: v for k, v in cls_net.state_dict().items() if not k.startswith("cls_head.")})
-    makers: dict[str, Callable[[str], HIPTrackTracker]] = {
-        "plain": lambda p: HIPTrackTracker(plain_net, plain_cfg, precision=p),
-        "cls": lambda p: HIPTrackCLSTracker(cls_net, cls_cfg, predict_challenges=False, precision=p),
-        "cls+pred": lambda p: HIPTrackCLSTracker(cls_net, cls_cfg, predict_challenges=True, precision=p),
+    makers: dict[str, Callable[[str, str], HIPTrackTracker]] = {
+        "plain": lambda p, tag: HIPTrackTracker(plain_net, plain_cfgs[tag], precision=p),
+        "cls": lambda p, tag: HIPTrackCLSTracker(cls_net, cls_cfgs[tag], predict_challenges=False, precision=p),
+        "cls+pred": lambda p, tag: HIPTrackCLSTracker(cls_net, cls_cfgs[tag], predict_challenges=True, precision=p),
     }
-    return {f"{v} {p}": makers[v](p) for v in args.variants for p in args.precision}
+    return {f"{v} {p}{tag}": makers[v](p, tag) for v in args.variants for p in args.precision for tag in settings}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -117,6 +126,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--original-config", default="hiptrack_got",
                         help="the original's experiment YAML name (default hiptrack_got)")
     parser.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for ours")
+    parser.add_argument("--ab-opts", nargs="+", default=[], metavar="TEST.KEY=VALUE",
+                        help="also time each of ours built with these test-time overrides (an A/B in the same rounds)")
     parser.add_argument("--floor", action="store_true",
                         help="also time the kernels of each of our frames run alone (the floor of the same kernels)")
     parser.add_argument("--verbose", action="store_true", help="print every timed call")
@@ -125,6 +136,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--banks and --frames must be >= 1")
     if problem := original_dir_problem(args.original):
         parser.error(problem)
+    if not_test := [o for o in args.ab_opts if not o.startswith("TEST.")]:
+        parser.error(f"--ab-opts {' '.join(not_test)}: only TEST.* settings (the trackers share one network)")
     return args
 
 
@@ -175,7 +188,10 @@ def report_bank(bank: int, samples: list[Samples]) -> None:
     print_rows(f"bank of {bank} frames, seconds per track():", samples)
     ours = [s for s in samples if s.name.startswith("ours")]
     originals = [s for s in samples if s.name.startswith("original")]
+    by_name = {s.name: s for s in samples}
     lines = [paired_ratio(s, ours[0]) for s in ours[1:]]
+    # --ab-opts: each tracker with the overrides against the same tracker without them
+    lines += [paired_ratio(by_name[s.name.split(" [")[0]], s) for s in ours if s.name.endswith("]")]
     lines += [paired_ratio(s, o) for o in originals for s in ours]
     if lines:
         print("  ratios measured in this run:")

@@ -54,10 +54,12 @@ def test_help(name, tmp_path):
 
 def test_tracker_smoke(tmp_path):
     out = run_script("bench_tracker.py", "--config", "hiptrack_tiny", "--banks", "2", "3", "--frames", "1",
-                     "--floor", cwd=tmp_path).stdout
+                     "--floor", "--ab-opts", "TEST.PACKED_LINEAR=False", cwd=tmp_path).stdout
     assert "tracker.track() on a 640x480 frame" in out
     assert "ours plain fp32 kernels alone / ours plain fp32:" in out
     assert "ours plain bf16 kernels alone / ours plain fp32:" in out
+    for precision in ("fp32", "bf16"):  # the A/B of a test-time setting, each tracker against itself
+        assert f"ours plain {precision} / ours plain {precision} [TEST.PACKED_LINEAR=False]:" in out
     for bank in (2, 3):
         assert f"bank of {bank} frames, seconds per track():" in out
     assert "ours plain fp32" in out and "ours plain bf16" in out
@@ -65,6 +67,11 @@ def test_tracker_smoke(tmp_path):
     assert "growth with the memory bank" in out
     assert "recorded elsewhere, not a ratio" in out
     assert "0.557 s" in out.split("recorded elsewhere, not a ratio")[1]  # only in the labelled block
+
+
+def test_tracker_ab_opts_are_test_settings_only(tmp_path):
+    result = run_script("bench_tracker.py", "--ab-opts", "MODEL.MAX_MEM=3", cwd=tmp_path, check=False)
+    assert result.returncode == 2 and "only TEST.* settings" in result.stderr
 
 
 def test_tracker_rejects_a_folder_that_is_not_hiptrack(tmp_path):

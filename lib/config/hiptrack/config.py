@@ -257,6 +257,9 @@ _TEST = {
                                         "each in [1, WARMUP_FRAMES]"),
     "PRECISION": Key("fp32", "inference precision: fp32, or bf16 (conv / linear weights cast once, bf16 autocast); "
                              "bf16 is fast only on CPUs with AVX512-BF16 / AMX", choices=("fp32", "bf16")),
+    "PACKED_LINEAR": Key(True, "on the CPU, linear layers of at least 256x256 weights run through oneDNN with "
+                               "their weights packed once, in the tracker's own copy of the network (ViT-B "
+                               "frames about 10 % faster; boxes equal up to float rounding); False: torch's linear"),
     "CLS_SMOOTHING": Key(0.0, "a in [0, 1): the policies read p_t = a * p_(t-1) + (1 - a) * raw_t of the head's "
                               "challenge probabilities; 0 = raw; <seq>_cls.txt keeps the raw ones"),
     "POLICY": _POLICY,

@@ -13,7 +13,10 @@ plain tracker has no head, so it runs policies only with ``TEST.POLICY.SOURCE: o
 With ``TEST.PRECISION: bf16`` the tracker runs its own copy of the network whose convolution and
 linear weights were cast to bf16 once, at construction (:func:`lib.utils.precision.autocast_weight_copy`),
 under bf16 autocast: the same outputs as autocast over the fp32 network, without re-casting the
-weights on every frame. The network passed in stays fp32, so fp32 trackers may share it.
+weights on every frame. On the CPU, with ``TEST.PACKED_LINEAR`` (the default), the large linear layers
+of the network it runs are packed once for oneDNN (:mod:`lib.utils.packed_linear`, again a copy):
+ViT-B frames about 10 % faster, boxes equal up to float rounding. The network passed in is never
+changed, so other trackers may share it.
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ from lib.utils.checkpoint import CheckpointError, extract_state_dict, read_check
 from lib.models.hiptrack.vit_ce import template_ce_mask
 from lib.test.tracker.policies import NO_POLICY, ChallengePolicies, PolicyRun, blend_size, powered_window
 from lib.utils.crop import box_to_crop, clip_box, sample_target
+from lib.utils.packed_linear import packed_linear_available, packed_linear_copy
 from lib.utils.precision import autocast_weight_copy, cpu_has_fast_bf16
 
 logger = logging.getLogger(__name__)
@@ -91,8 +95,7 @@ class HIPTrackTracker:
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be fp32 or bf16, got {self.precision!r}")
         network = network.to(device).eval()
-        # bf16: this tracker's own copy with conv / linear weights cast once; ``network`` stays fp32
-        self.network = autocast_weight_copy(network, torch.bfloat16) if self.precision == "bf16" else network
+        self.network = self._inference_network(network, cfg)
         if self.precision == "bf16" and self.device.type == "cpu" and not cpu_has_fast_bf16():
             logger.warning("TEST.PRECISION bf16 on a CPU without bf16 instructions (AVX512-BF16 / AMX): bf16 "
                            "convolutions and matrix products fall back to slow kernels, so tracking is slower "
@@ -108,6 +111,16 @@ class HIPTrackTracker:
                              "TEST.POLICY.SOURCE predicted act on its predictions: use the hiptrack_cls tracker with "
                              "a HIPTrack-CLS config, or TEST.POLICY.SOURCE=oracle")
         self.policy_run: PolicyRun | None = None  # the policies' state of this video; None when all are off
+
+    def _inference_network(self, network: HIPTrack, cfg) -> HIPTrack:
+        """The network this tracker runs: ``network`` itself, or its own copy with conv / linear weights
+        cast to bf16 once (bf16) and / or large linear layers packed for oneDNN (CPU,
+        ``TEST.PACKED_LINEAR``). ``network`` is never changed, so other trackers may share it."""
+        if self.precision == "bf16":
+            network = autocast_weight_copy(network, torch.bfloat16)
+        if cfg.TEST.PACKED_LINEAR and self.device.type == "cpu" and packed_linear_available():
+            network = packed_linear_copy(network)
+        return network
 
     @classmethod
     def from_checkpoint(cls, cfg, checkpoint: str | Path, device: torch.device | str = "cpu",
