@@ -181,6 +181,60 @@ def test_read_memory_of_a_wrapped_bank_matches_the_definition(elements, monkeypa
     assert torch.equal(out[:, 5:], qv) and out.is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.parametrize("elements", [7, 4096])
+def test_read_memory_into_a_workspace_equals_fresh_buffers_and_reuses_it(elements, monkeypatch):
+    """Chunks written into the bank's workspace: the same result bit for bit, the buffer kept from call
+    to call (no new allocation once large enough), replaced when the bank grows or the dtype changes."""
+    monkeypatch.setattr(historical_prompt, "READOUT_CHUNK_ELEMENTS", elements)
+    g = torch.Generator().manual_seed(7)
+    bank = MemoryBank(capacity=4)
+    for _ in range(3):
+        bank.write(torch.randn(2, 8, 3, 4, generator=g), torch.randn(2, 5, 3, 4, generator=g))
+    qk, qv = torch.randn(2, 8, 3, 4, generator=g), torch.randn(2, 5, 3, 4, generator=g)
+    workspace = historical_prompt.ReadoutWorkspace()
+
+    def readout(**kwargs):
+        keys, values, norms = bank.tensors()
+        return read_memory(keys, values, qk, qv, norms, **kwargs)[:, :5]
+
+    with torch.no_grad():
+        expected = readout()
+        assert torch.equal(readout(workspace=workspace), expected)
+        kept = workspace._buffer
+        assert kept is not None
+        assert torch.equal(readout(workspace=workspace), expected)
+        assert workspace._buffer is kept
+        bank.write(torch.randn(2, 8, 3, 4, generator=g), torch.randn(2, 5, 3, 4, generator=g))  # N grows
+        assert torch.equal(readout(workspace=workspace), readout())
+        keys, values, norms = (x.to(torch.bfloat16) for x in bank.tensors())
+        read_memory(keys, values, qk, qv, norms, workspace=workspace)
+        assert workspace._buffer.dtype == torch.bfloat16
+
+
+def test_read_memory_with_gradients_ignores_the_workspace():
+    g = torch.Generator().manual_seed(8)
+    keys = torch.randn(1, 6, 4, generator=g, requires_grad=True)
+    values = torch.randn(1, 6, 3, generator=g)
+    qk, qv = torch.randn(1, 4, 2, 1, generator=g), torch.randn(1, 3, 2, 1, generator=g)
+    workspace = historical_prompt.ReadoutWorkspace()
+    read_memory(keys, values, qk, qv, workspace=workspace).sum().backward()
+    assert workspace._buffer is None and keys.grad is not None and torch.isfinite(keys.grad).all()
+
+
+def test_tracking_reuses_the_banks_readout_workspace(tiny_model):
+    cfg = make_tiny_cfg("MODEL.MAX_MEM=3")
+    torch.manual_seed(0)
+    model = build_hiptrack(cfg, training=False).eval()
+    template, search, boxes, mask = tiny_inputs(cfg, batch=1, frames=1)
+    state = model.start_tracking(template, boxes, mask)
+    buffers = []
+    with torch.no_grad():
+        for i in range(30):
+            model.track(state, search[0] + 0.01 * i)
+            buffers.append(state.memory.workspace._buffer)
+    assert buffers[-1] is not None and buffers[-1] is buffers[-2]  # full bank: the same buffer every frame
+
+
 def test_tracking_memory_is_capped(tiny_model):
     cfg = make_tiny_cfg("MODEL.MAX_MEM=3")
     torch.manual_seed(0)

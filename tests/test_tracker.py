@@ -233,7 +233,7 @@ def test_open_loop_ious_compare_boxes_on_the_same_crops():
     assert reference.crop_centres == bf16.crop_centres == [[float(v) for v in b] for b in boxes[:-1]]
 
 
-def reference_read_memory(memory_keys, memory_values, query_key, query_value, memory_key_norms=None):
+def reference_read_memory(memory_keys, memory_values, query_key, query_value, memory_key_norms=None, workspace=None):
     """The memory read-out straight from its definition: softmax over memory of -||k - q||^2 / sqrt(Ck)."""
     q = query_key.flatten(2).transpose(1, 2)  # (B, HW, Ck)
     dist = torch.cdist(q.double(), memory_keys.double()) ** 2  # (B, HW, N)

@@ -237,13 +237,35 @@ def to_tokens(x: torch.Tensor) -> torch.Tensor:
 READOUT_CHUNK_ELEMENTS = 32 * 1024 * 1024  # affinity entries per chunk: bounds the temporary to 128 MB (fp32)
 
 
+class ReadoutWorkspace:
+    """A buffer the read-out's affinity chunks are written into, kept from frame to frame.
+
+    Without it every chunk is a fresh allocation of up to 128 MB, which the CPU allocator takes from
+    the OS and the first write page-faults in: at a full ViT-B bank that cost about 0.04 s per frame
+    (docs/model.md). Reused, the pages are already mapped. One per memory bank (one video).
+    """
+
+    def __init__(self) -> None:
+        self._buffer: torch.Tensor | None = None
+
+    def affinity(self, batch: int, rows: int, positions: int, like: torch.Tensor) -> torch.Tensor:
+        """A (batch, rows, positions) tensor of ``like``'s dtype and device, a view of the kept buffer
+        (replaced by a larger one, or one of another dtype / device, when it does not fit)."""
+        n = batch * rows * positions
+        buffer = self._buffer
+        if buffer is None or buffer.numel() < n or buffer.dtype != like.dtype or buffer.device != like.device:
+            buffer = self._buffer = like.new_empty(n)
+        return buffer[:n].view(batch, rows, positions)
+
+
 def key_norms(memory_keys: torch.Tensor) -> torch.Tensor:
     """Squared L2 norm of each memory key, (B, N, Ck) -> (B, N) float32."""
     return memory_keys.float().pow(2).sum(-1)
 
 
 def read_memory(memory_keys: torch.Tensor, memory_values: torch.Tensor, query_key: torch.Tensor,
-                query_value: torch.Tensor, memory_key_norms: torch.Tensor | None = None) -> torch.Tensor:
+                query_value: torch.Tensor, memory_key_norms: torch.Tensor | None = None,
+                workspace: ReadoutWorkspace | None = None) -> torch.Tensor:
     """Historical prompt from a memory read-out.
 
     The affinity of memory position n to query position q is ``(2 k_n.q - |k_n|^2) / sqrt(Ck)``,
@@ -260,6 +282,8 @@ def read_memory(memory_keys: torch.Tensor, memory_values: torch.Tensor, query_ke
         query_key: (B, Ck, H, W) key of the current frame.
         query_value: (B, Cv, H, W) compressed features of the current frame.
         memory_key_norms: (B, N) ``key_norms(memory_keys)`` if already known.
+        workspace: where the affinity chunks go when no gradient is needed (the tracker's bank keeps
+            one); None: a fresh tensor per chunk.
 
     Returns:
         (B, 2 Cv, H, W): the affinity-weighted memory values, then ``query_value``; channels-last
@@ -277,11 +301,14 @@ def read_memory(memory_keys: torch.Tensor, memory_values: torch.Tensor, query_ke
         chunks = math.ceil(H * W * N / READOUT_CHUNK_ELEMENTS)
         chunk = math.ceil(H * W / chunks)
         parts = []
+        grad = torch.is_grad_enabled() and any(t.requires_grad for t in (queries, keys_t, values, bias))
         for start in range(0, H * W, chunk):
-            logits = torch.baddbmm(bias, queries[:, start:start + chunk], keys_t, alpha=2 / math.sqrt(Ck))
-            if logits.requires_grad:
-                logits = logits.softmax(dim=-1)
-            else:  # in place: one affinity-sized buffer per chunk
+            rows = queries[:, start:start + chunk]
+            if grad:
+                logits = torch.baddbmm(bias, rows, keys_t, alpha=2 / math.sqrt(Ck)).softmax(dim=-1)
+            else:  # in place: one affinity-sized buffer per chunk, the workspace's when there is one
+                out = None if workspace is None else workspace.affinity(B, rows.shape[1], N, queries)
+                logits = torch.baddbmm(bias, rows, keys_t, alpha=2 / math.sqrt(Ck), out=out)
                 torch.softmax(logits, dim=-1, out=logits)
             parts.append(torch.bmm(logits, values))
         readout = (parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)).transpose(1, 2).reshape(B, Cv, H, W)
@@ -310,6 +337,7 @@ class MemoryBank:
         self._frame_len = 0  # memory positions per frame (H * W)
         self._count = 0      # frames held
         self._next = 0       # slot the next write goes to
+        self.workspace = ReadoutWorkspace()  # the read-out's affinity buffer, reused frame to frame
 
     def __len__(self) -> int:
         return self._count

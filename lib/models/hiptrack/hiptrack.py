@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lib.models.hip.historical_prompt import (RESNET18_WIDTH, HistoricalPromptNetwork, KeyProjection, MemoryBank,
-                                              ResBlock, read_memory, to_tokens)
+                                              ReadoutWorkspace, ResBlock, read_memory, to_tokens)
 from lib.models.hiptrack.pretrained import LoadReport, load_pretrained, resolve_pretrained_path
 from lib.models.hiptrack.vit_ce import VisionTransformerCE, build_vit_ce
 from lib.models.layers.head import CenterPredictor
@@ -156,12 +156,14 @@ class HIPTrack(nn.Module):
 
     def _decode(self, search: torch.Tensor, tokens: torch.Tensor, removed: list[torch.Tensor],
                 memory_keys: torch.Tensor, memory_values: torch.Tensor, memory_key_norms: torch.Tensor | None = None,
-                with_challenges: bool = False) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-        """Read memory ((B, N, Ck) keys, (B, N, Cv) values) and predict the frame of search crop ``search``
-        (with its challenge if ``with_challenges``); returns outputs, search map, key."""
+                with_challenges: bool = False, workspace: ReadoutWorkspace | None = None
+                ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """Read memory ((B, N, Ck) keys, (B, N, Cv) values; the read-out's affinity into ``workspace`` if
+        given) and predict the frame of search crop ``search`` (with its challenge if ``with_challenges``);
+        returns outputs, search map, key."""
         search_map = self.search_map(tokens)
         key = self.key_proj(search_map)
-        prompt = read_memory(memory_keys, memory_values, key, self.key_comp(search_map), memory_key_norms)
+        prompt = read_memory(memory_keys, memory_values, key, self.key_comp(search_map), memory_key_norms, workspace)
         out = self.predict_frame(self.searchRegionFusion(search_map + prompt), tokens, removed, search, with_challenges)
         out["removed_indexes_s"] = removed
         out["backbone_feat"] = tokens
@@ -268,7 +270,8 @@ class HIPTrack(nn.Module):
             norms = None
         else:
             mem_k, mem_v, norms = state.memory.tensors()
-        out, search_map, key = self._decode(search, tokens, removed, mem_k, mem_v, norms, with_challenges)
+        out, search_map, key = self._decode(search, tokens, removed, mem_k, mem_v, norms, with_challenges,
+                                            workspace=state.memory.workspace)
         if self._writes_frame(state, out, allow_write):
             state.memory.write(key, self.frame_value(search, search_map, out, removed))
         return out
