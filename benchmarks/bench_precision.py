@@ -8,8 +8,10 @@
   were cast once (every convolution / linear layer re-casts its weight on every frame);
 * ``bf16``: today's tracker, which casts those weights once at construction.
 
-Prints wall-clock and process CPU time (all threads; the steadier figure on a shared machine when
-run with ``--threads 1``). Also checks that the two bf16 trackers return the same boxes.
+All three with ``TEST.PACKED_LINEAR=False``, so that only the weight casts differ (the packed linear
+layers have their own A/B: ``bench_tracker.py --ab-opts TEST.PACKED_LINEAR=False``). Prints wall-clock
+and process CPU time (all threads; the steadier figure on a shared machine when run with
+``--threads 1``). Also checks that the two bf16 trackers return the same boxes.
 
 ``agreement``: the mean IoU of bf16 boxes with fp32 boxes on the same search crops
 (:func:`lib.test.evaluation.agreement.open_loop_ious`) over the sequences of a test dataset; the
@@ -47,7 +49,9 @@ BANK = 2  # memory frames read by every timed frame
 def speed(args: argparse.Namespace) -> None:
     """Median s/frame of fp32, bf16 with per-frame weight casts and bf16 with weights cast once."""
     torch.set_num_threads(args.threads)
-    cfg = load_config(resolve_experiment_config(args.config), opts=["MODEL.PRETRAIN_FILE=", f"MODEL.MAX_MEM={BANK}"])
+    # linear layers as torch runs them: this compares weight casts (packing has its own A/B in bench_tracker.py)
+    cfg = load_config(resolve_experiment_config(args.config),
+                      opts=["MODEL.PRETRAIN_FILE=", f"MODEL.MAX_MEM={BANK}", "TEST.PACKED_LINEAR=False"])
     torch.manual_seed(0)
     network = build_model(cfg, training=False)
     per_frame_cast = HIPTrackTracker(network, cfg, precision="bf16")
