@@ -221,33 +221,22 @@ def test_read_memory_with_gradients_ignores_the_workspace():
     assert workspace._buffer is None and keys.grad is not None and torch.isfinite(keys.grad).all()
 
 
-def test_tracking_reuses_the_banks_readout_workspace(tiny_model):
+def test_tracking_memory_is_capped_and_reuses_its_readout_buffer(tiny_model):
     cfg = make_tiny_cfg("MODEL.MAX_MEM=3")
     torch.manual_seed(0)
     model = build_hiptrack(cfg, training=False).eval()
     template, search, boxes, mask = tiny_inputs(cfg, batch=1, frames=1)
     state = model.start_tracking(template, boxes, mask)
-    buffers = []
+    sizes, buffers = [], []
     with torch.no_grad():
         for i in range(30):
             model.track(state, search[0] + 0.01 * i)
+            sizes.append(len(state.memory))
             buffers.append(state.memory.workspace._buffer)
-    assert buffers[-1] is not None and buffers[-1] is buffers[-2]  # full bank: the same buffer every frame
-
-
-def test_tracking_memory_is_capped(tiny_model):
-    cfg = make_tiny_cfg("MODEL.MAX_MEM=3")
-    torch.manual_seed(0)
-    model = build_hiptrack(cfg, training=False).eval()
-    template, search, boxes, mask = tiny_inputs(cfg, batch=1, frames=1)
-    state = model.start_tracking(template, boxes, mask)
-    sizes = []
-    for i in range(30):
-        model.track(state, search[0] + 0.01 * i)
-        sizes.append(len(state.memory))
     # writes at 2 and 4 (warm-up), then every 5th frame (5, 10, ...); capped at 3
     assert sizes[:6] == [0, 1, 1, 2, 3, 3]
     assert sizes[9] == 3 and max(sizes) == 3
+    assert buffers[-1] is not None and buffers[-1] is buffers[-2]  # full bank: the same buffer every frame
 
 
 def test_new_tracking_state_starts_empty_and_repeats_exactly(tiny_cfg, tiny_model):
