@@ -205,12 +205,13 @@ class KernelFloor:
     Built from one call of ``run()`` (e.g. a ``track()``): forward pre-hooks record every ``nn.Linear``
     (or ``PackedLinear``) and ``nn.Conv2d`` call (module, input shape and strides) and every attention
     block's input (its fused ``scaled_dot_product_attention`` kernel is rerun; the CE blocks' few
-    template rows of attention probabilities are not). Each call of the object runs all of them back to back on random inputs of
-    the recorded shapes and layouts and returns the seconds; ``last`` holds the seconds by kind of that
-    pass and ``flops`` the FLOP by kind. This is the time of the call if everything but these kernels
-    were free: the floor of any implementation with the same kernels and arithmetic. ``autocast``: the
-    dtype the call ran under ``torch.autocast`` (a bf16 tracker), None for none; the kernels rerun
-    under it, the attention kernel in that dtype.
+    template rows of attention probabilities are not). Each call of the object runs all of them back to
+    back on random inputs of the recorded shapes and layouts and returns the seconds; ``last`` holds the
+    seconds by kind of that pass and ``flops`` the FLOP by kind. This is the time of the call if
+    everything but these kernels were free: the floor of any implementation with the same kernels and
+    arithmetic. ``autocast``: the dtype the call ran under ``torch.autocast`` (a bf16 tracker), None for
+    none; the kernels rerun under it, the attention kernel in that dtype. :meth:`of_tracker` derives it
+    from a tracker.
     """
 
     def __init__(self, net: torch.nn.Module, run: Callable[[], object], autocast: torch.dtype | None = None) -> None:
@@ -233,6 +234,12 @@ class KernelFloor:
         for kind, module, inputs in self.calls:
             self.flops[kind] = self.flops.get(kind, 0.0) + self._flops(kind, module, inputs)
         self.last: dict[str, float] = {}
+
+    @classmethod
+    def of_tracker(cls, tracker, run: Callable[[], object]) -> KernelFloor:
+        """The floor of ``tracker``'s network over ``run()`` (one of its ``track()`` calls), under the
+        autocast its ``TEST.PRECISION`` runs frames in."""
+        return cls(tracker.network, run, autocast=torch.bfloat16 if tracker.precision == "bf16" else None)
 
     def _record(self, kind: str, module: torch.nn.Module, x: torch.Tensor) -> None:
         if kind == "attention":  # q, k, v of (B, heads, N, head_dim), as the block hands them to the kernel

@@ -26,8 +26,8 @@ network), e.g. ``TEST.PACKED_LINEAR=False``: an A/B of a setting in the same rou
 
 Prints, per bank: each contestant's median seconds with min / IQR / max; the paired ratios of this
 run (each contestant against the first, each of ours against itself with ``--ab-opts``, and ours
-against the original); then the growth of each contestant's median with the bank. The original's figures recorded on other machines are printed
-last, labelled as such and never divided by.
+against the original); then the growth of each contestant's median with the bank. The original's
+figures recorded on other machines are printed last, labelled as such and never divided by.
 
     python benchmarks/bench_tracker.py                                   # fp32 vs bf16, banks 2 50 100 150
     python benchmarks/bench_tracker.py --original /work/original-hiptrack --banks 2 150
@@ -164,9 +164,8 @@ def main(argv: list[str] | None = None) -> None:
                 f"ours {name}": TimedFrame(tracker, image, bank) for name, tracker in trackers.items()}
             if args.floor:
                 for name, tracker in trackers.items():
-                    dtype = torch.bfloat16 if tracker.precision == "bf16" else None
                     frame = contestants[f"ours {name}"]
-                    contestants[f"ours {name} kernels alone"] = KernelFloor(tracker.network, frame, autocast=dtype)
+                    contestants[f"ours {name} kernels alone"] = KernelFloor.of_tracker(tracker, frame)
             if original is not None:
                 original.set_bank(bank)
                 contestants["original fp32"] = original.frame

@@ -135,8 +135,7 @@ def timed_frame(tracker: HIPTrackTracker, clock: StageClock, image: np.ndarray, 
 def print_kernel_floor(tracker: HIPTrackTracker, clock: StageClock, image: np.ndarray, bank: int,
                        repeats: int) -> None:
     prepare(tracker, image, bank)
-    floor = KernelFloor(tracker.network, lambda: timed_frame(tracker, clock, image, write=False),
-                        autocast=torch.bfloat16 if tracker.precision == "bf16" else None)
+    floor = KernelFloor.of_tracker(tracker, lambda: timed_frame(tracker, clock, image, write=False))
     measured = statistics.median(timed_frame(tracker, clock, image, write=False)["total"] for _ in range(repeats))
     passes = [(floor(), dict(floor.last)) for _ in range(repeats + 1)][1:]
     total, by_kind = sorted(passes, key=lambda p: p[0])[len(passes) // 2]  # the median pass

@@ -712,15 +712,26 @@ def _needs_training(settings: AblationSettings, variant: Variant, cfg: CfgNode) 
     return settings.retrain or not checkpoint.is_file()
 
 
+def _training_runs(settings: AblationSettings, variants: Sequence[Variant]
+                   ) -> list[tuple[AblationSettings, Variant]]:
+    """Every (seed's settings, trained variant) of the ablation, seed by seed."""
+    return [(replace(settings, seed=seed, out_dir=seed_dir(settings, seed)), variant)
+            for seed in settings.seed_list for variant in variants if variant.trains]
+
+
+def _pending_trainings(runs: Sequence[tuple[AblationSettings, Variant]], configs: dict[str, CfgNode]) -> int:
+    """How many of ``runs`` (:func:`_training_runs`) will train rather than reuse a checkpoint."""
+    return sum(_needs_training(s, v, configs[v.name]) for s, v in runs)
+
+
 def train_variants(settings: AblationSettings, variants: Sequence[Variant], configs: dict[str, CfgNode]
                    ) -> dict[tuple[int, str], tuple[float | None, bool]]:
     """Train every trained variant of every seed (those whose checkpoint exists are skipped);
     ``{(seed, variant name): (seconds, skipped)}``. Up to :func:`training_jobs` trainings run at once,
     each in its own child process with its share of the cores. After a failure no further training
     starts; the ones running finish (their checkpoints are kept), then the first failure is raised."""
-    runs = [(replace(settings, seed=seed, out_dir=seed_dir(settings, seed)), variant)
-            for seed in settings.seed_list for variant in variants if variant.trains]
-    jobs = training_jobs(settings, sum(_needs_training(s, v, configs[v.name]) for s, v in runs))
+    runs = _training_runs(settings, variants)
+    jobs = training_jobs(settings, _pending_trainings(runs, configs))
     if jobs > 1:
         logger.info("training %d at a time, %d CPU thread(s) each", jobs, child_threads(jobs))
     several_seeds = len(settings.seed_list) > 1
@@ -782,8 +793,7 @@ def plan_summary(settings: AblationSettings, variants: Sequence[Variant], config
     predicted = sum(v.classifies and not v.tune for v in variants) if settings.val_dataset else 0
     lines = [f"plan: {len(seeds)} seed(s) x ({len(trained)} trainings of {', '.join(f'{n} {s} samples' for n, s in samples.items())}"
              f" + {len(variants)} test runs + {tuned + predicted} validation runs)"]
-    pending = sum(_needs_training(replace(settings, out_dir=seed_dir(settings, seed)), v, configs[v.name])
-                  for seed in seeds for v in trained)
+    pending = _pending_trainings(_training_runs(settings, variants), configs)
     jobs = training_jobs(settings, pending)
     if jobs > 1:
         lines.append(f"{pending} trainings to run, {jobs} at a time with {child_threads(jobs)} CPU thread(s) each")
